@@ -1,0 +1,220 @@
+"""Command line: `python -m upd_core list | train | evaluate | predict | benchmark`."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+from pathlib import Path
+
+from .errors import UPDError
+
+
+def _parse_value(field: dataclasses.Field, text: str):
+    """Convert a --set value to the config field's type (int, float, bool, str, tuple of int)."""
+    default = field.default
+    if isinstance(default, bool):
+        return text.lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(text)
+    if isinstance(default, float):
+        return float(text)
+    if isinstance(default, tuple) or (field.default_factory is not dataclasses.MISSING):  # type: ignore[misc]
+        return tuple(int(v) if v.strip().lstrip("-").isdigit() else float(v) for v in text.split(","))
+    return text
+
+
+def method_config(method: str, overrides: list[str]):
+    """The method's paper-default config with `key=value` overrides applied."""
+    from .registry import get_method
+
+    cls = get_method(method)
+    fields = {f.name: f for f in dataclasses.fields(cls.Config)}
+    kwargs = {}
+    for item in overrides:
+        key, sep, val = item.partition("=")
+        if not sep or key not in fields:
+            raise SystemExit(f"--set {item!r}: expected key=value with key in {sorted(fields)}")
+        kwargs[key] = _parse_value(fields[key], val)
+    return cls.Config(**kwargs)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .checkpoint import list_checkpoints
+    from .registry import get_method, list_methods
+
+    print("Methods:")
+    for m in list_methods():
+        cls = get_method(m)
+        print(f"  {m:24s} {cls.title}  [{', '.join(('score', 'anomaly_map') + cls.outputs)}]")
+    print("\nCheckpoints:")
+    infos = list_checkpoints()
+    if not infos:
+        print("  (none)")
+    for info in infos:
+        met = info.metrics
+        auc = f"AUROC {met['auroc']:.3f}  AP {met['ap']:.3f}" if "auroc" in met else "not evaluated"
+        print(f"  {info.id:32s} {info.method:18s} {info.dataset:14s} {auc}")
+    return 0
+
+
+def _load_split(data: str, layout: str, split: str, size: int, limit: int | None = None):
+    from .data import load_arrays, open_dataset
+    from .paths import resolve_dataset
+
+    root = resolve_dataset(data)
+    ds = open_dataset(root, layout=layout, split=split, size=size)
+    images, labels, masks, ids = load_arrays(ds)
+    if limit:
+        images, labels, ids = images[:limit], labels[:limit], ids[:limit]
+        masks = None if masks is None else masks[:limit]
+    return root, images, labels, masks, ids
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .paths import REPO_ROOT, dataset_name
+    from .registry import get_method
+    from .training import TrainConfig, fit
+
+    cfg = method_config(args.method, args.set or [])
+    det = get_method(args.method)(cfg, image_size=args.size)
+    root, x_train, y_train, _, _ = _load_split(args.data, args.layout, "train", args.size, args.limit)
+    _, x_val, _, _, _ = _load_split(args.data, args.layout, "val", args.size, args.limit)
+    x_train = x_train[y_train == 0]
+    name = dataset_name(root)
+    ckpt_id = args.id or f"{args.method}-{name.replace('cxr-', '')}-{args.size}"
+    out = Path(args.out) if args.out else REPO_ROOT / "runs" / ckpt_id
+    tc = TrainConfig(max_epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
+                     time_budget_min=args.time_budget, seed=args.seed, device=args.device, amp=args.amp,
+                     channels_last=not args.no_channels_last, progress=not args.quiet)
+    print(f"Training {args.method} on {len(x_train)} normal images ({len(x_val)} for validation) -> {out}")
+    rec = fit(det, x_train, x_val, out, tc=tc, resume=args.resume, checkpoint_id=ckpt_id,
+              dataset={"name": name, "split": "train (normal only) minus validation", "layout": args.layout})
+    print(f"Done in {rec['seconds']:.0f} s, {rec['epochs']} epochs (best {rec['best_epoch']}, {rec['stop_reason']}).")
+    print(f"Checkpoint: {out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .checkpoint import load_detector
+    from .evaluate import evaluate, evaluate_checkpoint_dir
+    from .paths import dataset_name
+
+    det = load_detector(args.checkpoint, device=args.device)
+    root, images, labels, masks, _ = _load_split(args.data, args.layout, args.split, det.image_size, args.limit)
+    res = evaluate(det, images, labels, masks, split=f"{dataset_name(root)}/{args.split}",
+                   synthetic_lesions=args.synthetic_lesions, seed=args.seed)
+    if not args.no_write:
+        path = evaluate_checkpoint_dir(det, det.checkpoint_dir, res, dataset_name(root))
+        print(f"Wrote {path}")
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .checkpoint import load_detector
+    from .imaging import load_image
+    from .visualize import overlay, save_png
+
+    det = load_detector(args.checkpoint, device=args.device)
+    out_dir = Path(args.out)
+    results = []
+    for src in args.images:
+        img = load_image(src, size=det.image_size)
+        pred = det.predict(img[None])
+        heat = out_dir / f"{Path(src).stem}_{det.method}_heatmap.png"
+        save_png(overlay(img, pred.anomaly_map[0]), heat)
+        pct = None if pred.percentile is None else float(pred.percentile[0])
+        results.append({"image": str(src), "checkpoint": det.checkpoint_id, "score": float(pred.score[0]),
+                        "percentile": pct, "heatmap": str(heat)})
+        pct_txt = "n/a (no validation scores)" if pct is None else f"{pct:.1f}"
+        print(f"{src}: score {pred.score[0]:.6g}  percentile vs normal validation {pct_txt}  heatmap {heat}")
+        if args.save_maps:
+            np.save(out_dir / f"{Path(src).stem}_{det.method}_map.npy", pred.anomaly_map[0])
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from .bench import inference_benchmark
+
+    rows = inference_benchmark(methods=args.methods or None, batch_size=args.batch_size, size=args.size,
+                               repeats=args.repeats, checkpoints=args.checkpoints)
+    print(json.dumps(rows, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m upd_core", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("list", help="registered methods and shipped checkpoints")
+    s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("train", help="train a method on the normal images of a data set")
+    s.add_argument("--method", required=True, help="method id (see `list`)")
+    s.add_argument("--data", default="kermany", help="data set folder or short name (default: kermany)")
+    s.add_argument("--layout", default="auto", help="data set layout (default: auto-detect)")
+    s.add_argument("--size", type=int, default=128, help="image size (default 128)")
+    s.add_argument("--out", help="checkpoint folder (default runs/<id>)")
+    s.add_argument("--id", help="checkpoint id (default <method>-<data>-<size>)")
+    s.add_argument("--epochs", type=int, help="max epochs (default: the paper's, with early stopping)")
+    s.add_argument("--patience", type=int, help="early-stopping patience in epochs")
+    s.add_argument("--batch-size", type=int)
+    s.add_argument("--time-budget", type=float, help="stop after this many minutes")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a method config value")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when present)")
+    s.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"], help="bf16 autocast (default auto)")
+    s.add_argument("--no-channels-last", action="store_true")
+    s.add_argument("--limit", type=int, help="use only the first N images (smoke tests)")
+    s.add_argument("--resume", action="store_true", help="continue an interrupted training in --out")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="AUROC/AP/FPR95/FPR99 (+ floors, pixel metrics) on a labelled split")
+    s.add_argument("--checkpoint", required=True, help="checkpoint id or folder")
+    s.add_argument("--data", default="kermany")
+    s.add_argument("--layout", default="auto")
+    s.add_argument("--split", default="test")
+    s.add_argument("--synthetic-lesions", type=int, default=0, metavar="N",
+                   help="also pixel-evaluate on N normal images with synthetic lesions")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--limit", type=int)
+    s.add_argument("--device")
+    s.add_argument("--no-write", action="store_true", help="do not write evaluation.json")
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("predict", help="score an image and write a heatmap PNG")
+    s.add_argument("images", nargs="+", help="image files (PNG, JPEG, TIFF, BMP, DICOM, NIfTI, NPY)")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--out", default=".", help="folder for heatmap PNGs (default: current folder)")
+    s.add_argument("--device")
+    s.add_argument("--json", action="store_true", help="also print results as JSON")
+    s.add_argument("--save-maps", action="store_true", help="also save raw maps as .npy")
+    s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("benchmark", help="inference images/s per method vs a plain PyTorch baseline")
+    s.add_argument("--methods", nargs="*")
+    s.add_argument("--checkpoints", action="store_true", help="benchmark the shipped checkpoints")
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--size", type=int, default=128)
+    s.add_argument("--repeats", type=int, default=5)
+    s.set_defaults(func=cmd_benchmark)
+    return p
+
+
+def main(argv: typing.Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UPDError as exc:  # ImageError, CheckpointError, DataError: a message, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,1 @@
+"""Method families; each module registers its detectors with `upd_core.registry.register`."""

@@ -1,0 +1,197 @@
+"""The one training loop for every method.
+
+Seeded; mini-batches from an in-memory image tensor; tqdm progress; validation loss on normal
+held-out images with early stopping; bf16 autocast and channels_last where they help; after every
+epoch the current and best weights and optimizer state are written atomically to
+`<out>/train_state/` (safetensors + JSON, no pickle), so `resume=True` continues an interrupted run.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import load_state, save_checkpoint, save_tensors_atomic, write_json
+from .detector import Detector
+from .device import autocast_factory, resolve_device
+
+STATE_DIR = "train_state"
+
+
+@dataclass
+class TrainConfig:
+    """Loop settings; `None` means "the method config's (paper) value"."""
+
+    max_epochs: int | None = None
+    patience: int | None = None
+    batch_size: int | None = None
+    time_budget_min: float | None = None  # stop after this many minutes (recorded in the card)
+    min_delta: float = 1e-9  # improvement needed to reset patience (MorphAEus appendix)
+    seed: int = 0
+    device: str | None = None
+    amp: str = "auto"  # bf16 autocast ("auto"/"bf16") or "off"
+    channels_last: bool = True
+    progress: bool = True
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def _to_tensor(images: Any) -> torch.Tensor:
+    x = torch.as_tensor(np.asarray(images, dtype=np.float32))
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4 or x.shape[1] != 1:
+        raise ValueError(f"training images must be (N,H,W) or (N,1,H,W), got {tuple(x.shape)}")
+    return x
+
+
+def _flatten_optimizers(optimizers: dict[str, torch.optim.Optimizer]) -> tuple[dict, dict]:
+    tensors, meta = {}, {}
+    for name, opt in optimizers.items():
+        sd = opt.state_dict()
+        scalars = {}
+        for idx, st in sd["state"].items():
+            for k, v in st.items():
+                if torch.is_tensor(v):
+                    tensors[f"opt/{name}/{idx}/{k}"] = v
+                else:
+                    scalars[f"{idx}/{k}"] = v
+        meta[name] = {"param_groups": sd["param_groups"], "scalars": scalars}
+    return tensors, meta
+
+
+def _restore_optimizers(optimizers: dict, tensors: dict, meta: dict) -> None:
+    for name, opt in optimizers.items():
+        state: dict[int, dict] = {}
+        for key, v in tensors.items():
+            parts = key.split("/")
+            if parts[0] == "opt" and parts[1] == name:
+                state.setdefault(int(parts[2]), {})[parts[3]] = v
+        for key, v in meta[name]["scalars"].items():
+            idx, k = key.split("/")
+            state.setdefault(int(idx), {})[k] = v
+        opt.load_state_dict({"state": state, "param_groups": meta[name]["param_groups"]})
+
+
+def _save_state(out: Path, det: Detector, optimizers: dict, record: dict, best: dict) -> None:
+    tensors, meta = _flatten_optimizers(optimizers)
+    tensors.update({f"model/{k}": v for k, v in det.state_dict().items()})
+    tensors.update({f"best/{k}": v for k, v in best.items()})
+    save_tensors_atomic(out / STATE_DIR / "state.safetensors", tensors)
+    write_json(out / STATE_DIR / "state.json", {"record": record, "optimizers": meta})
+
+
+def _load_state(out: Path, det: Detector, optimizers: dict) -> tuple[dict, dict]:
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(out / STATE_DIR / "state.safetensors"))
+    info = json.loads((out / STATE_DIR / "state.json").read_text())
+    load_state(det, {k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
+    _restore_optimizers(optimizers, {k: v for k, v in tensors.items() if k.startswith("opt/")},
+                        info["optimizers"])
+    best = {k[5:]: v for k, v in tensors.items() if k.startswith("best/")}
+    return info["record"], best
+
+
+def fit(det: Detector, train_images: Any, val_images: Any, out_dir: str | Path, *,
+        tc: TrainConfig | None = None, dataset: dict | None = None, resume: bool = False,
+        checkpoint_id: str | None = None) -> dict[str, Any]:
+    """Train `det` on normal images, early-stop on `val_images`, save a checkpoint in `out_dir`.
+
+    Returns the training record (also stored in the checkpoint's config.json and model card).
+    """
+    tc = tc or TrainConfig()
+    out = Path(out_dir)
+    cfg = det.config
+    max_epochs = tc.max_epochs if tc.max_epochs is not None else cfg.max_epochs
+    patience = tc.patience if tc.patience is not None else cfg.patience
+    batch_size = tc.batch_size if tc.batch_size is not None else cfg.batch_size
+    seed_everything(tc.seed)
+    device = resolve_device(tc.device)
+    x_train, x_val = _to_tensor(train_images), _to_tensor(val_images)
+    if len(x_train) < 2 or len(x_val) < 1:
+        raise ValueError("training needs at least 2 training images and 1 validation image")
+    det.to(device)
+    fmt = torch.channels_last if tc.channels_last else torch.contiguous_format
+    det.to(memory_format=fmt)
+    amp = autocast_factory(device, tc.amp)
+    optimizers = det.configure_optimizers()
+    record: dict[str, Any] = {"epochs": 0, "best_epoch": -1, "best_val_loss": float("inf"),
+                              "bad_epochs": 0, "seconds": 0.0, "history": []}
+    best: dict[str, torch.Tensor] = {}
+    if resume and (out / STATE_DIR / "state.json").exists():
+        record, best = _load_state(out, det, optimizers)
+        det.to(device)
+    start = record["epochs"]
+    t0 = time.perf_counter() - record["seconds"]
+    batch_size = min(batch_size, len(x_train))
+    stop_reason = "max_epochs"
+    for epoch in range(start, max_epochs):
+        det.train()
+        g = torch.Generator().manual_seed(tc.seed * 100_003 + epoch)
+        perm = torch.randperm(len(x_train), generator=g)
+        n_batches = max(1, len(perm) // batch_size)  # drop a ragged last batch (BatchNorm)
+        sums: dict[str, float] = {}
+        bar = tqdm(range(n_batches), desc=f"{det.method} epoch {epoch + 1}/{max_epochs}",
+                   disable=not tc.progress, leave=False, unit="batch")
+        for b in bar:
+            xb = x_train[perm[b * batch_size:(b + 1) * batch_size]].to(device).contiguous(memory_format=fmt)
+            losses = det.training_step(xb, epoch, optimizers, amp)
+            if not np.isfinite(losses["loss"]):
+                raise FloatingPointError(f"{det.method}: training loss became {losses['loss']} at epoch "
+                                         f"{epoch + 1}; lower the learning rate or disable amp")
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.set_postfix(loss=f"{losses['loss']:.4g}")
+        det.eval()
+        with torch.no_grad(), amp():
+            vals = [det.validation_loss(x_val[i:i + batch_size].to(device).contiguous(memory_format=fmt), epoch)
+                    for i in range(0, len(x_val), batch_size)]
+        val_loss = float(np.mean(vals))
+        train_losses = {k: v / n_batches for k, v in sums.items()}
+        record["epochs"] = epoch + 1
+        record["seconds"] = time.perf_counter() - t0
+        record["history"].append({"epoch": epoch + 1, "val_loss": val_loss, **train_losses})
+        if tc.progress:
+            tqdm.write(f"{det.method} epoch {epoch + 1}: train {train_losses['loss']:.5g}  val {val_loss:.5g}")
+        if val_loss < record["best_val_loss"] - tc.min_delta or not best:
+            record.update(best_val_loss=val_loss, best_epoch=epoch + 1, bad_epochs=0)
+            best = {k: v.detach().clone() for k, v in det.state_dict().items()}
+        else:
+            record["bad_epochs"] += 1
+        _save_state(out, det, optimizers, record, best)
+        if record["bad_epochs"] >= patience:
+            stop_reason = f"early stopping (no improvement for {patience} epochs)"
+            break
+        if tc.time_budget_min is not None and record["seconds"] > 60 * tc.time_budget_min:
+            stop_reason = f"time budget of {tc.time_budget_min} min reached"
+            break
+    load_state(det, best)
+    det.to(device).to(memory_format=torch.contiguous_format)
+    det.fit_extra(x_train.to(device), progress=tc.progress)
+    det.val_scores = torch.as_tensor(det.predict(x_val).score, dtype=torch.float32, device=device)
+    record.update(
+        stop_reason=stop_reason, seconds=round(time.perf_counter() - t0, 1), n_train=len(x_train),
+        n_val=len(x_val), batch_size=batch_size, max_epochs=max_epochs, patience=patience,
+        device=str(device), amp="off" if amp is contextlib.nullcontext else "bf16 autocast",
+        channels_last=tc.channels_last, seed=tc.seed, torch=torch.__version__, threads=torch.get_num_threads(),
+        cpu=platform.processor() or platform.machine(), train_config=asdict(tc))
+    record["images_per_second"] = round(record["n_train"] * record["epochs"] / max(record["seconds"], 1e-9), 1)
+    record.pop("bad_epochs", None)
+    save_checkpoint(det, out, checkpoint_id=checkpoint_id, dataset=dataset, training=record)
+    shutil.rmtree(out / STATE_DIR, ignore_errors=True)
+    return record
