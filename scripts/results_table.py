@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Regenerate the results table in README.md from checkpoints/*/evaluation.json.
+
+Nothing in the table is typed by hand: run `python scripts/results_table.py` after
+`python -m upd_core evaluate ...` and commit the README. `--check` exits 1 if the README is stale.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def fmt(v) -> str:
+    return f"{v:.3f}" if isinstance(v, (int, float)) else "–"
+
+
+def build_table(ckpt_root: Path) -> str:
+    rows, floors = [], {}
+    for ev_path in sorted(ckpt_root.glob("*/evaluation.json")):
+        ev = json.loads(ev_path.read_text())
+        cfg = json.loads((ev_path.parent / "config.json").read_text())
+        im, rec, pix = ev.get("image", {}), ev.get("reconstruction", {}), ev.get("pixel", {})
+        minutes = cfg.get("training", {}).get("seconds", 0) / 60
+        rows.append(f"| `{cfg['id']}` | {cfg['method']} | {fmt(im.get('auroc'))} | {fmt(im.get('ap'))} | "
+                    f"{fmt(im.get('fpr95'))} | {fmt(im.get('fpr99'))} | {fmt(rec.get('ssim'))} | "
+                    f"{fmt(pix.get('pixel_ap'))} | {fmt(pix.get('best_dice'))} | {minutes:.1f} |")
+        for name, fl in ev.get("floors", {}).items():
+            floors[(ev.get("split", "?"), name)] = fl
+    if not rows:
+        return "_No evaluated checkpoints yet._\n"
+    head = ("| checkpoint | method | AUROC | AP | FPR95 | FPR99 | SSIM (normal test) | pixel AP (synthetic) "
+            "| best Dice (synthetic) | train min |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    fl = "".join(f"| floor: {name} ({v['sign']}) on {split} | – | {fmt(v['auroc'])} | – | – | – | – | – | – | – |\n"
+                 for (split, name), v in sorted(floors.items()))
+    return head + fl + "\n".join(rows) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--check", action="store_true", help="fail if README.md is not up to date")
+    args = ap.parse_args()
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        print(f"README.md lacks the {BEGIN} / {END} markers", file=sys.stderr)
+        return 2
+    pre, rest = text.split(BEGIN, 1)
+    _, post = rest.split(END, 1)
+    new = pre + BEGIN + "\n" + build_table(ROOT / "checkpoints") + END + post
+    if args.check:
+        return 0 if new == text else 1
+    readme.write_text(new)
+    print("README.md results table updated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
