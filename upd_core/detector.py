@@ -18,6 +18,7 @@ from . import scoring
 from .errors import ImageError
 
 OPTIONAL_OUTPUTS = ("reconstruction", "prior", "warped", "deformation")
+FOREGROUND_LEVEL = 0.02  # intensity above which a pixel counts as foreground (brain mask = image > 0)
 
 
 @dataclass
@@ -151,7 +152,8 @@ class Detector(nn.Module):
     def predict(self, images: Any, batch_size: int = 32, masks: Any = None) -> Prediction:
         """Scores and maps for images in [0,1]; resized to the model's size when needed.
 
-        `masks` (optional, (N,H,W)) restricts the image score to a region such as a brain mask.
+        `masks` (optional, (N,H,W)) restricts the image score to a region such as a brain mask;
+        with a 'masked-*' score reduction and no masks, the foreground (image > 0.02) is used.
         """
         x_all = as_batch(images)
         n, h, w = x_all.shape[0], x_all.shape[-2], x_all.shape[-1]
@@ -171,10 +173,11 @@ class Detector(nn.Module):
                                            self.config.gauss_sigma)
                 out["anomaly_map"] = amap
                 if "score" not in out:
-                    mb = None
                     if m_all is not None:
                         mb = nn.functional.interpolate(m_all[i:i + batch_size, None], size=amap.shape[-2:],
                                                        mode="nearest")[:, 0].to(amap.device)
+                    else:  # default region for masked reductions: the foreground (e.g. brain > 0)
+                        mb = (x[:, 0] > FOREGROUND_LEVEL).float()
                     out["score"] = self.score_from_map(amap, mb)
                 for k, v in out.items():
                     parts.setdefault(k, []).append(v.detach().float().cpu())
