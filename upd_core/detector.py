@@ -160,10 +160,11 @@ class Detector(nn.Module):
         m_all = None if masks is None else torch.as_tensor(np.asarray(masks), dtype=torch.float32).reshape(n, h, w)
         was_training = self.training
         self.eval()
+        self.to(memory_format=torch.channels_last)  # ~2x faster convolutions on CPU, same results
         parts: dict[str, list[torch.Tensor]] = {}
         try:
             for i in range(0, n, batch_size):
-                x = x_all[i:i + batch_size].to(self.device)
+                x = x_all[i:i + batch_size].to(self.device).contiguous(memory_format=torch.channels_last)
                 if (h, w) != (self.image_size, self.image_size):
                     x = nn.functional.interpolate(x, size=(self.image_size,) * 2, mode="bilinear",
                                                   antialias=True, align_corners=False).clamp(0, 1)
