@@ -1,0 +1,100 @@
+"""ceVAE / VAE with CRADL's scoring functions, and RADL (density heads on the VAE's mu)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from upd_core.checkpoint import load_detector, save_checkpoint
+from upd_core.methods import cradl as cradl_mod
+from upd_core.methods.autoencoders import VAE
+from upd_core.methods.cevae import CEVAE, RADL, CEVAEConfig, VAECombi, cutout
+from upd_core.registry import list_methods
+from upd_core.training import TrainConfig, fit
+
+from .test_contract import smooth_images
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> CEVAE:
+    x = smooth_images(40, SIZE, seed=2)
+    det = CEVAE(CEVAEConfig(median_size=0, gauss_sigma=0.0), image_size=SIZE)
+    fit(det, x[:32], x[32:], tmp_path_factory.mktemp("cevae"),
+        tc=TrainConfig(max_epochs=2, batch_size=8, progress=False, seed=0))
+    return det
+
+
+def test_registered_and_reuses_the_project_vae() -> None:
+    assert {"cevae", "radl", "vae-combi"} <= set(list_methods())
+    assert issubclass(CEVAE, VAE) and issubclass(RADL, CEVAE) and issubclass(VAECombi, CEVAE)
+    assert VAECombi.Config().ce_weight == 0.0 and CEVAEConfig().ce_weight == 1.0
+    assert RADL.Config().score_kind == "nll-grad" and RADL.Config().image_score == "nll"
+    with pytest.raises(ValueError, match="score_kind"):
+        CEVAE(CEVAEConfig(score_kind="bogus"), image_size=SIZE)
+
+
+def test_cutout_zeroes_boxes_only() -> None:
+    x = torch.rand(6, 1, 32, 32) * 0.5 + 0.5
+    y = cutout(x, generator=torch.Generator().manual_seed(0))
+    zeroed = y == 0
+    assert zeroed.any() and (zeroed.flatten(1).any(1)).all()  # every image loses at least one box
+    assert torch.equal(y[~zeroed], x[~zeroed])
+    assert zeroed.float().mean() < 0.6
+
+
+def test_training_loss_has_the_context_term(trained: CEVAE) -> None:
+    trained.train()
+    out = trained.loss(torch.as_tensor(smooth_images(4, SIZE))[:, None], 0)
+    trained.eval()
+    assert {"loss", "rec", "kl", "ce"} <= set(out)
+    torch.testing.assert_close(out["loss"], out["rec"] + out["kl"] + out["ce"])
+
+
+def test_scores_and_maps_follow_table9(trained: CEVAE) -> None:
+    x = torch.as_tensor(smooth_images(4, SIZE, seed=5))[:, None]
+    trained.eval()
+    out = trained.forward_maps(x)
+    assert {"rec", "kl_grad", "combi", "nll_grad", "reconstruction"} <= set(out)
+    torch.testing.assert_close(out["combi"], out["kl_grad"] * out["rec"])  # combi = KL-grad x rec
+    torch.testing.assert_close(out["anomaly_map"], out["combi"])  # default map of the ceVAE
+    with torch.no_grad():
+        mu, logvar = trained.encode(x)
+        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
+        rec = (x - trained.decode(mu)).abs().flatten(1)
+    torch.testing.assert_close(out["score"], rec.sum(1) + kl, rtol=1e-4, atol=1e-3)  # ELBO score
+    # KL gradient: finite differences agree with autograd on one pixel
+    eps, p = 1e-2, (0, 0, 10, 12)
+    xp, xm = x.clone(), x.clone()
+    xp[p] += eps
+    xm[p] -= eps
+    with torch.no_grad():
+        def kl_of(t: torch.Tensor) -> torch.Tensor:
+            m, lv = trained.encode(t)
+            return (-0.5 * (1 + lv - m.pow(2) - lv.exp()).sum(1))[0]
+        fd = (kl_of(xp) - kl_of(xm)) / (2 * eps)
+    assert abs(abs(float(fd)) - float(out["kl_grad"][0, 10, 12])) < 0.1 * abs(float(fd)) + 1e-3
+
+
+def test_predict_exposes_all_maps(trained: CEVAE) -> None:
+    pred = trained.predict(smooth_images(3, SIZE, seed=6))
+    assert {"rec", "kl_grad", "combi", "nll_grad"} <= set(pred.extras)
+    assert pred.reconstruction.shape == (3, SIZE, SIZE)
+    assert all(np.isfinite(v).all() and v.shape == (3, SIZE, SIZE) for v in pred.extras.values())
+
+
+def test_radl_derived_from_cevae(trained: CEVAE, tmp_path, monkeypatch) -> None:
+    save_checkpoint(trained, tmp_path / "cevae", checkpoint_id="cevae")
+    val = smooth_images(6, SIZE, seed=32)
+    monkeypatch.setattr("upd_core.cli._load_split", lambda *a, **k: (None, val, None, None, None))
+    cradl_mod.derive(str(tmp_path / "cevae"), "radl", str(tmp_path / "radl"), "radl")
+    radl = load_detector(tmp_path / "radl", device="cpu")
+    assert radl.method == "radl" and radl.config.score_kind == "nll-grad"
+    x = smooth_images(4, SIZE, seed=8)
+    pr = radl.predict(x)
+    np.testing.assert_allclose(pr.score, trained.to("cpu").score_all(x)["gmm1"], rtol=1e-4)
+    np.testing.assert_allclose(pr.anomaly_map, pr.extras["nll_grad"], rtol=1e-5)
+    assert pr.percentile is not None
+    radl.set_density("gmm8")  # calibrated by derive: percentiles for every head
+    assert radl.predict(x).percentile is not None

@@ -1,0 +1,159 @@
+"""CRADL: augmentations, NT-Xent, encoder API, density heads, NLL-gradient heatmaps, helpers."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from upd_core.checkpoint import load_detector
+from upd_core.density import DENSITIES
+from upd_core.methods import cradl as cradl_mod
+from upd_core.methods.cradl import CRADL, CRADLConfig, DCEncoder, augment, nt_xent
+from upd_core.registry import get_method, list_methods
+from upd_core.training import TrainConfig, fit
+
+from .test_contract import smooth_images
+
+SIZE = 32
+
+
+def lesioned(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A bright round lesion in each image (upd_core.lesions when present, else a disk)."""
+    try:
+        from upd_core.lesions import add_lesion
+    except ImportError:  # pragma: no cover - the lesion module is optional here
+        add_lesion = None
+    outs, masks = [], []
+    for i, im in enumerate(images):
+        if add_lesion is not None:
+            o, m = add_lesion(im, shape="circle", radius=4, intensity="hyper", strength=0.8, seed=i)
+        else:  # pragma: no cover
+            yy, xx = np.mgrid[:SIZE, :SIZE]
+            m = (yy - 12) ** 2 + (xx - 18) ** 2 <= 16
+            o = np.where(m, np.clip(im + 0.5, 0, 1), im)
+        outs.append(o)
+        masks.append(m)
+    return np.stack(outs).astype(np.float32), np.stack(masks).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> CRADL:
+    x = smooth_images(72, SIZE, seed=1)
+    det = CRADL(image_size=SIZE)
+    fit(det, x[:64], x[64:], tmp_path_factory.mktemp("cradl"),
+        tc=TrainConfig(max_epochs=3, batch_size=16, progress=False, seed=0))
+    return det
+
+
+def test_registered_ids_and_variant_defaults() -> None:
+    ids = set(list_methods())
+    assert {"cradl", "cradl-gmm1", "cradl-gmm2", "cradl-gmm4", "cradl-gmm8", "cradl-flow"} <= ids
+    assert get_method("cradl")().density == "gmm1"
+    for d in DENSITIES:
+        det = get_method(f"cradl-{d}")(image_size=SIZE)
+        assert det.density == d and isinstance(det, CRADL)
+
+
+def test_augment_is_batched_seeded_and_in_range() -> None:
+    x = torch.as_tensor(smooth_images(8, 64))[:, None]
+    a = augment(x, generator=torch.Generator().manual_seed(0))
+    b = augment(x, generator=torch.Generator().manual_seed(0))
+    c = augment(x, generator=torch.Generator().manual_seed(1))
+    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
+    assert torch.equal(a, b) and not torch.equal(a, c) and not torch.equal(a, x)
+
+
+def test_nt_xent() -> None:
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(16, 8, generator=g)
+    aligned = nt_xent(u, u + 0.01 * torch.randn(16, 8, generator=g))
+    random = nt_xent(u, torch.randn(16, 8, generator=g))
+    assert aligned < random
+    # the loss is a 2N-way classification: at most log(2N - 1) for uninformative embeddings
+    const = nt_xent(torch.ones(4, 3), torch.ones(4, 3))
+    torch.testing.assert_close(const, torch.log(torch.tensor(7.0)))
+
+
+@pytest.mark.parametrize("size", [32, 64, 128])
+def test_encoder_api(size: int) -> None:
+    det = CRADL(image_size=size).eval()
+    x = torch.rand(2, 1, size, size)
+    z = det.encode(x)
+    assert z.shape == (2, det.config.latent_dim)
+    feats = det.features(x)
+    assert len(feats) == len(det.encoder.blocks) and all(f.ndim == 4 for f in feats)
+    assert feats[0].shape[-1] == size // 2 and feats[-1].shape[-1] == 4
+    assert isinstance(det.encoder, DCEncoder)
+    if size == 128:  # one checkpoint with encoder + all heads stays below 15 MB
+        n_bytes = sum(t.numel() * t.element_size() for t in det.state_dict().values())
+        assert n_bytes < 15e6
+
+
+def test_heatmap_finite_shaped_and_localises_a_lesion(trained: CRADL) -> None:
+    clean = smooth_images(8, SIZE, seed=7)
+    les, masks = lesioned(clean)
+    pc, pl = trained.predict(clean), trained.predict(les)
+    assert pl.anomaly_map.shape == (8, SIZE, SIZE) and np.isfinite(pl.anomaly_map).all()
+    assert (pl.anomaly_map.reshape(8, -1).std(1) > 0).all()  # not constant
+    frac_c = (pc.anomaly_map * masks).sum((1, 2)) / pc.anomaly_map.sum((1, 2))
+    frac_l = (pl.anomaly_map * masks).sum((1, 2)) / pl.anomaly_map.sum((1, 2))
+    assert frac_l.mean() > frac_c.mean() * 1.1  # the map's mass moves into the lesion
+    assert (frac_l > frac_c).sum() >= 6
+    assert pl.score.mean() > pc.score.mean()  # and the representation becomes less likely
+
+
+def test_density_choice_scores_and_percentiles(trained: CRADL, tmp_path) -> None:
+    x = smooth_images(8, SIZE, seed=3)
+    scores = trained.score_all(x)
+    assert set(scores) == set(DENSITIES) and all(np.isfinite(v).all() for v in scores.values())
+    base = trained.predict(x)
+    np.testing.assert_allclose(base.score, scores["gmm1"], rtol=1e-4)
+    assert base.percentile is not None
+    trained.set_density("gmm4")
+    try:
+        p4 = trained.predict(x)
+        np.testing.assert_allclose(p4.score, scores["gmm4"], rtol=1e-4)
+        assert p4.percentile is None  # no validation NLLs for this head yet
+        trained.calibrate(smooth_images(8, SIZE, seed=64))
+        assert trained.val_scores_all.shape == (len(DENSITIES), 8)
+        assert trained.predict(x).percentile is not None
+        with pytest.raises(ValueError, match="unknown density"):
+            trained.set_density("gmm3")
+    finally:
+        trained.set_density("gmm1")
+    # all heads' maps on request
+    trained.config.all_maps = True
+    try:
+        pa = trained.predict(x[:2])
+        assert {f"nll_grad_{d}" for d in DENSITIES} <= set(pa.extras)
+        assert all(v.shape == (2, SIZE, SIZE) for v in pa.extras.values())
+    finally:
+        trained.config.all_maps = False
+
+
+def test_checkpoint_round_trip_and_derive(trained: CRADL, tmp_path, monkeypatch) -> None:
+    from upd_core.checkpoint import save_checkpoint
+
+    trained.calibrate(smooth_images(8, SIZE, seed=64))
+    save_checkpoint(trained, tmp_path / "src", checkpoint_id="src")
+    loaded = load_detector(tmp_path / "src", device="cpu")
+    assert torch.equal(loaded.val_scores_all, trained.val_scores_all.cpu())
+    x = smooth_images(4, SIZE, seed=9)
+    np.testing.assert_allclose(loaded.predict(x).score, trained.to("cpu").predict(x).score, rtol=1e-4)
+
+    val = smooth_images(8, SIZE, seed=64)
+    monkeypatch.setattr("upd_core.cli._load_split", lambda *a, **k: (None, val, None, None, None))
+    cradl_mod.derive(str(tmp_path / "src"), "cradl-gmm2", str(tmp_path / "gmm2"), "gmm2")
+    variant = load_detector(tmp_path / "gmm2", device="cpu")
+    assert variant.method == "cradl-gmm2" and variant.density == "gmm2"
+    np.testing.assert_allclose(variant.predict(x).score, loaded.score_all(x)["gmm2"], rtol=1e-4)
+    np.testing.assert_allclose(variant.val_scores.numpy(), loaded.val_scores_all[1].numpy(), rtol=1e-4)
+
+
+def test_config_defaults_follow_the_paper() -> None:
+    c = CRADLConfig()
+    assert c.temperature == 0.5 and c.lr == 1e-4 and c.warmup_epochs == 10 and c.max_epochs == 100
+    assert c.median_size == 5 and c.flow_blocks == 8 and c.gmm_tol == 0.1
+    det = CRADL(CRADLConfig(warmup_epochs=2, max_epochs=10))
+    factors = [det.lr_factor(e) for e in range(10)]
+    assert factors[0] < factors[1] < factors[2] == 1.0 and factors[-1] < 0.05
