@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Training recipe of the shipped domain classifier (checkpoints/domain-classifier/), used by the app's
+# out-of-distribution warning and the Myth page's manifold test (FD + classifier confidence).
+# Chest X-rays: Kermany train/NORMAL; other domains: the embedded demo set (upd_core.demo), augmented.
+# When checkpoints/cradl-kermany-128 exists, the Fréchet-distance statistics are also computed in the
+# CRADL encoder's feature space (rerun this script after (re)training CRADL).
+# Runs under the shared training lock so it never overlaps another training on this machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+LOCK=${UPD_TRAIN_LOCK:-/tmp/upd_train.lock}
+DATA=${DATA:-kermany}
+flock "$LOCK" "$PY" -m upd_core.domain train --data "$DATA" --out checkpoints/domain-classifier --epochs 20

@@ -1,0 +1,357 @@
+"""A small image-domain classifier: is this a chest X-ray, a brain MRI, a photo, a digit...?
+
+Used by the app for two things: the out-of-distribution warning on uploads, and the Myth page's
+manifold test (MorphAEus paper, Table 1 idea): how confident is a classifier that a method's
+*reconstruction* of a brain MRI or a cat is a chest X-ray, and how far (Fréchet distance) are the
+reconstructions from the training images in a feature space. The paper used Inception features
+(FID) and a MedNIST classifier; neither can be downloaded here, so the feature space is the
+project's own: the CRADL SimCLR encoder when its checkpoint exists at training time, else this
+classifier's penultimate layer. Every number says which ("FD (CRADL encoder)", never FID).
+
+Training data: the Kermany normal training chest X-rays (class "chest-xray") and heavily augmented
+variants of the embedded demo images of every other domain (slices of the Colin27 brain volume,
+photos, textures, documents, retina, digits, Fashion-MNIST, CT/MR DICOM, phantom, microscopy).
+The checkpoint (`checkpoints/domain-classifier/`: domain.safetensors + domain.json with sha256) is
+not a detection method and is not in the method registry or the global manifest.
+
+    python -m upd_core.domain train --out checkpoints/domain-classifier   # ~2 min on 2 CPU cores
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import checkpoints_root, save_tensors_atomic, sha256_file, write_json
+from .errors import CheckpointError
+
+SIZE = 64  # classifier input side; images are resized to it
+CHEST = "chest-xray"
+FOLDER = "domain-classifier"
+WEIGHTS, META = "domain.safetensors", "domain.json"
+
+
+class DomainNet(nn.Module):
+    """Four strided conv blocks, global average pooling, a linear head; 128-d features."""
+
+    def __init__(self, n_classes: int, width: int = 16) -> None:
+        super().__init__()
+        chans = [1, width, 2 * width, 4 * width, 8 * width]
+        layers: list[nn.Module] = []
+        for a, b in zip(chans[:-1], chans[1:]):
+            layers += [nn.Conv2d(a, b, 3, 2, 1, bias=False), nn.BatchNorm2d(b), nn.LeakyReLU(0.1),
+                       nn.Conv2d(b, b, 3, 1, 1, bias=False), nn.BatchNorm2d(b), nn.LeakyReLU(0.1)]
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(chans[-1], n_classes)
+        self.feature_dim = chans[-1]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x).mean((2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _prep(images: Any) -> torch.Tensor:
+    x = torch.as_tensor(np.asarray(images, dtype=np.float32))
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.shape[-1] != SIZE or x.shape[-2] != SIZE:
+        x = F.interpolate(x, size=(SIZE, SIZE), mode="bilinear", antialias=True, align_corners=False)
+    return x.clamp(0, 1)
+
+
+def _cradl_features_fn():
+    """(fn images->(N,D) features, sha256 of the CRADL weights) or (None, None)."""
+    from .perceptual import _load_ssl_detector, ssl_feature_fn
+
+    det = _load_ssl_detector()
+    if det is None:
+        return None, None
+    feats = ssl_feature_fn(det)
+    size = int(det.image_size)
+
+    @torch.no_grad()
+    def fn(images: Any) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(images, dtype=np.float32))
+        x = x[:, None] if x.ndim == 3 else x
+        if x.shape[-1] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        out = []
+        for i in range(0, len(x), 64):
+            f = feats(x[i:i + 64])[-1]
+            out.append(f.float().mean((2, 3)))
+        return torch.cat(out).numpy().astype(np.float64)
+
+    return fn, sha256_file(Path(det.checkpoint_dir) / "model.safetensors")
+
+
+class DomainClassifier:
+    """The trained classifier plus the feature statistics of the chest X-ray training images."""
+
+    def __init__(self, net: DomainNet, classes: list[str], stats: dict[str, dict[str, np.ndarray]],
+                 meta: dict[str, Any]) -> None:
+        self.net = net.eval()
+        self.classes = classes
+        self.stats = stats
+        self.meta = meta
+        self._cradl = None
+
+    @torch.no_grad()
+    def probabilities(self, images: Any) -> np.ndarray:
+        """(N, n_classes) softmax probabilities."""
+        x = _prep(images)
+        return torch.cat([F.softmax(self.net(x[i:i + 256]), 1) for i in range(0, len(x), 256)]).numpy()
+
+    def chest_probability(self, images: Any) -> np.ndarray:
+        """P(chest X-ray) per image."""
+        return self.probabilities(images)[:, self.classes.index(CHEST)]
+
+    def predicted_domain(self, images: Any) -> list[str]:
+        return [self.classes[i] for i in self.probabilities(images).argmax(1)]
+
+    @torch.no_grad()
+    def cnn_features(self, images: Any) -> np.ndarray:
+        x = _prep(images)
+        return torch.cat([self.net.features(x[i:i + 256]) for i in range(0, len(x), 256)]).numpy().astype(np.float64)
+
+    def feature_space(self) -> str:
+        """Which features the Fréchet distance uses, as shown to people."""
+        if "cradl" in self.stats and self._cradl_fn() is not None:
+            return "FD (CRADL encoder features)"
+        return "FD (domain-classifier features)"
+
+    def _cradl_fn(self):
+        if self._cradl is None:
+            fn, sha = _cradl_features_fn() if "cradl" in self.stats else (None, None)
+            ok = fn is not None and sha == self.meta.get("cradl_sha256")
+            self._cradl = (fn if ok else False)
+        return self._cradl or None
+
+    def frechet_to_training(self, images: Any) -> float | None:
+        """Fréchet distance of the images' features to those of the chest X-ray training images."""
+        from .app_support import feature_stats, frechet_distance
+
+        images = np.asarray(images, np.float32)
+        if len(images) < 2:
+            return None
+        fn = self._cradl_fn()
+        key = "cradl" if fn is not None else "cnn"
+        feats = fn(images) if fn is not None else self.cnn_features(images)
+        mu, sig = feature_stats(feats)
+        ref = self.stats[key]
+        return frechet_distance(mu, sig, ref["mu"], ref["sigma"])
+
+
+def domain_dir(root: Path | None = None) -> Path:
+    return Path(root or checkpoints_root()) / FOLDER
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: str, mtime: int) -> DomainClassifier:
+    from safetensors.torch import load_file
+
+    d = Path(path)
+    meta = json.loads((d / META).read_text())
+    if sha256_file(d / WEIGHTS) != meta.get("sha256"):
+        raise CheckpointError(f"{d / WEIGHTS} does not match its sha256 in {META}; refusing to load it")
+    state = load_file(str(d / WEIGHTS))
+    net = DomainNet(len(meta["classes"]), meta.get("width", 16))
+    net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+    stats = {}
+    for key in ("cnn", "cradl"):
+        if f"stats.{key}.mu" in state:
+            stats[key] = {"mu": state[f"stats.{key}.mu"].double().numpy(),
+                          "sigma": state[f"stats.{key}.sigma"].double().numpy()}
+    return DomainClassifier(net, list(meta["classes"]), stats, meta)
+
+
+def load_domain_classifier(root: Path | None = None) -> DomainClassifier | None:
+    """The shipped domain classifier, or None when it is absent or does not verify."""
+    d = domain_dir(root)
+    if not (d / META).is_file() or not (d / WEIGHTS).is_file():
+        return None
+    try:
+        return _load_cached(str(d), (d / WEIGHTS).stat().st_mtime_ns)
+    except (CheckpointError, OSError, ValueError, KeyError, RuntimeError):
+        return None
+
+
+# ---------------------------------------------------------------- training
+
+def _augment_batch(img: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n random crops / flips / rotations / gamma / noise variants of one image, at SIZE."""
+    from scipy import ndimage
+
+    from .imaging import load_image
+
+    out = []
+    h, w = img.shape
+    for _ in range(n):
+        s = rng.uniform(0.55, 1.0)
+        ch, cw = max(8, int(h * s)), max(8, int(w * s * rng.uniform(0.8, 1.25)))
+        cw = min(cw, w)
+        y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+        a = img[y:y + ch, x:x + cw]
+        if rng.random() < 0.5:
+            a = a[:, ::-1]
+        if rng.random() < 0.3:
+            a = ndimage.rotate(a, rng.uniform(-25, 25), reshape=False, order=1, mode="nearest")
+        a = load_image(np.ascontiguousarray(a, np.float32), size=SIZE, normalize="minmax")
+        a = np.clip(a, 0, 1) ** rng.uniform(0.7, 1.4)
+        if rng.random() < 0.3:
+            a = np.clip(a + rng.normal(0, rng.uniform(0.01, 0.05), a.shape), 0, 1)
+        out.append(a.astype(np.float32))
+    return np.stack(out)
+
+
+def build_training_set(chest: np.ndarray, per_domain: int = 240, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Chest X-rays (given) + augmented demo images of every other domain, with class labels."""
+    from . import demo
+    from .imaging import load_volume
+
+    rng = np.random.default_rng(seed)
+    by_domain: dict[str, list[np.ndarray]] = {}
+    for item in demo.list_demo_images():
+        try:
+            by_domain.setdefault(item.domain, []).append(demo.load_demo(item.id, size=128))
+        except Exception:  # an unreadable optional item is skipped
+            continue
+    # Brain volumes give many distinct slices: add them to the brain-mri domain.
+    for item in demo.list_demo_images("brain-mri"):
+        try:
+            src = item.loader()
+            vol = load_volume(src) if not isinstance(src, np.ndarray) or src.ndim == 3 else None
+        except Exception:
+            vol = None
+        if vol is not None and vol.ndim == 3 and len(vol) > 8:
+            for k in np.linspace(len(vol) * 0.25, len(vol) * 0.8, 12).astype(int):
+                by_domain["brain-mri"].append(vol[k])
+    classes = [CHEST] + sorted(by_domain) + ["noise"]
+    xs = [np.asarray(chest, np.float32)]
+    ys = [np.zeros(len(chest), int)]
+    for ci, name in enumerate(classes[1:-1], start=1):
+        imgs = by_domain[name]
+        per = max(1, per_domain // len(imgs))
+        xs.append(np.concatenate([_augment_batch(im, per, rng) for im in imgs]))
+        ys.append(np.full(len(xs[-1]), ci))
+    noise = [np.clip(F.interpolate(torch.rand(1, 1, k, k), size=(SIZE, SIZE), mode="bilinear")[0, 0].numpy(), 0, 1)
+             for k in rng.integers(2, 64, size=per_domain)]
+    xs.append(np.stack(noise).astype(np.float32))
+    ys.append(np.full(per_domain, len(classes) - 1))
+    return np.concatenate([_prep(x).numpy()[:, 0] for x in xs]), np.concatenate(ys), classes
+
+
+def train(chest_images: np.ndarray, out: Path, epochs: int = 12, seed: int = 0, per_domain: int = 240,
+          progress: bool = True, extra_chest: np.ndarray | None = None) -> dict[str, Any]:
+    """Train the classifier and store it with the chest-X-ray feature statistics in `out`.
+
+    `chest_images`: the detectors' (normal) training chest X-rays, also used for the feature
+    statistics; `extra_chest`: further chest X-rays (e.g. with pneumonia) that only widen the
+    classifier's chest class, so that pathology is not mistaken for another domain.
+    """
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    all_chest = chest_images if extra_chest is None else np.concatenate([chest_images, extra_chest])
+    x, y, classes = build_training_set(all_chest, per_domain, seed)
+    net = DomainNet(len(classes))
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    counts = np.bincount(y, minlength=len(classes)).astype(np.float32)
+    weight = torch.as_tensor(counts.sum() / (len(classes) * np.maximum(counts, 1)))
+    xt, yt = torch.as_tensor(x)[:, None], torch.as_tensor(y)
+    rng = np.random.default_rng(seed)
+    val = rng.random(len(y)) < 0.1
+    tr_idx, va_idx = np.nonzero(~val)[0], np.nonzero(val)[0]
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
+    best, best_acc, acc = None, -1.0, 0.0
+    for epoch in range(epochs):
+        net.train()
+        perm = rng.permutation(tr_idx)
+        for i in range(0, len(perm), 64):
+            b = perm[i:i + 64]
+            if len(b) < 2:  # BatchNorm needs two samples
+                continue
+            loss = F.cross_entropy(net(xt[b]), yt[b], weight=weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sched.step()
+        net.eval()
+        with torch.no_grad():
+            acc = float((net(xt[va_idx]).argmax(1) == yt[va_idx]).float().mean()) if len(va_idx) else 0.0
+        if acc >= best_acc:  # keep the best held-out epoch
+            best_acc, best = acc, {k: v.detach().clone() for k, v in net.state_dict().items()}
+        if progress:
+            print(f"epoch {epoch + 1}/{epochs}: loss {float(loss):.4f}  held-out accuracy {acc:.3f}", flush=True)
+    if best is not None:
+        net.load_state_dict(best)
+        acc = best_acc
+    net.eval()
+    clf = DomainClassifier(net, classes, {}, {})
+    chest = np.asarray(chest_images, np.float32)
+    tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
+    from .app_support import feature_stats
+
+    mu, sig = feature_stats(clf.cnn_features(chest))
+    tensors["stats.cnn.mu"], tensors["stats.cnn.sigma"] = torch.as_tensor(mu), torch.as_tensor(sig)
+    fn, cradl_sha = _cradl_features_fn()
+    if fn is not None:
+        mu, sig = feature_stats(fn(chest))
+        tensors["stats.cradl.mu"], tensors["stats.cradl.sigma"] = torch.as_tensor(mu), torch.as_tensor(sig)
+    out = Path(out)
+    save_tensors_atomic(out / WEIGHTS, tensors)
+    meta = {"format": "upd-domain-classifier/1", "classes": classes, "input_size": SIZE, "width": 16,
+            "held_out_accuracy": round(acc, 4), "epochs": epochs, "seconds": round(time.perf_counter() - t0, 1),
+            "n_train": int(len(tr_idx)), "n_per_class": np.bincount(y).tolist(),
+            "chest_source": "Kermany pediatric chest X-rays, train split: NORMAL (class + feature statistics) and "
+                            f"{0 if extra_chest is None else len(extra_chest)} PNEUMONIA images (class only) "
+                            "(CC BY 4.0; Kermany et al., Cell 2018; doi:10.17632/rscbjbr9sj.2); only weights and "
+                            "feature statistics are stored",
+            "other_domains": "embedded demo set (upd_core.demo: scikit-image, scikit-learn, pydicom, nibabel, "
+                             "Debian dataset-fashion-mnist / mricron-data), augmented",
+            "feature_spaces": ["cnn"] + (["cradl"] if fn is not None else []),
+            "cradl_sha256": cradl_sha, "sha256": sha256_file(out / WEIGHTS)}
+    write_json(out / META, meta)
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m upd_core.domain", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train the domain classifier on Kermany normals + the demo set")
+    t.add_argument("--data", default="kermany", help="chest X-ray data set (folder or short name)")
+    t.add_argument("--out", default=str(domain_dir()), help="output folder")
+    t.add_argument("--epochs", type=int, default=20)
+    t.add_argument("--limit", type=int, default=None, help="use at most this many chest X-rays per class")
+    t.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    from .data import load_arrays, open_dataset
+    from .paths import resolve_dataset
+
+    root = resolve_dataset(args.data)
+    try:  # folder layouts can also return the abnormal training images (they widen the chest class)
+        ds = open_dataset(root, split="train", size=128, train_abnormal=True)
+    except TypeError:
+        ds = open_dataset(root, split="train", size=128)
+    images, labels, _, _ = load_arrays(ds)
+    labels = np.asarray(labels)
+    chest = images[labels == 0][: args.limit]
+    sick = images[labels == 1]  # abnormal chest X-rays widen the chest class (never used for statistics)
+    sick = sick[np.linspace(0, len(sick) - 1, min(len(sick), len(chest))).astype(int)] if len(sick) else None
+    meta = train(chest, Path(args.out), epochs=args.epochs, seed=args.seed, extra_chest=sick)
+    print(json.dumps({k: v for k, v in meta.items() if k != "n_per_class"}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
