@@ -220,7 +220,7 @@ def score_block(res: sup.MethodResult) -> None:
     if res.error:
         st.error(res.error)
         return
-    st.metric("Score", f"{res.score:.4g}", help="The method's image score (higher = more abnormal).")
+    st.metric("Score", f"{res.score:.3g}", help="The method's image score (higher = more abnormal).")
     st.caption(percentile_text(res.percentile))
     if res.percentile is not None:
         st.progress(min(1.0, max(0.0, res.percentile / 100)))

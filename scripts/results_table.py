@@ -28,14 +28,15 @@ def build_table(ckpt_root: Path) -> str:
         minutes = cfg.get("training", {}).get("seconds", 0) / 60
         rows.append(f"| `{cfg['id']}` | {cfg['method']} | {fmt(im.get('auroc'))} | {fmt(im.get('ap'))} | "
                     f"{fmt(im.get('fpr95'))} | {fmt(im.get('fpr99'))} | {fmt(rec.get('ssim'))} | "
-                    f"{fmt(pix.get('pixel_ap'))} | {fmt(pix.get('best_dice'))} | {minutes:.1f} |")
+                    f"{fmt(pix.get('pixel_ap'))} | {fmt(pix.get('best_dice'))} | {ev.get('perceptual_backend', '–')} | "
+                    f"{minutes:.1f} |")
         for name, fl in ev.get("floors", {}).items():
             floors[(ev.get("split", "?"), name)] = fl
     if not rows:
         return "_No evaluated checkpoints yet._\n"
     head = ("| checkpoint | method | AUROC | AP | FPR95 | FPR99 | SSIM (normal test) | pixel AP (synthetic) "
-            "| best Dice (synthetic) | train min |\n|---|---|---|---|---|---|---|---|---|---|\n")
-    fl = "".join(f"| floor: {name} ({v['sign']}) on {split} | – | {fmt(v['auroc'])} | – | – | – | – | – | – | – |\n"
+            "| best Dice (synthetic) | perceptual loss | train min |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+    fl = "".join(f"| floor: {name} ({v['sign']}) on {split} | – | {fmt(v['auroc'])} | – | – | – | – | – | – | – | – |\n"
                  for (split, name), v in sorted(floors.items()))
     return head + fl + "\n".join(rows) + "\n"
 

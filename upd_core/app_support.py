@@ -884,6 +884,7 @@ def benchmark_rows(evals: Sequence[dict[str, Any]] | None = None) -> dict[str, l
                      "FPR99": img.get("fpr99"), "SSIM (healthy)": rec.get("ssim"),
                      "pixel AP": pix.get("pixel_ap"), "best Dice": pix.get("best_dice"),
                      "images/s": ev.get("inference_images_per_second"),
+                     "perceptual loss": ev.get("perceptual_backend", "–"),
                      "reported elsewhere (other data)": reported_summary(ev.get("method", ""))})
     return tables
 

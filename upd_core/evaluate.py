@@ -58,6 +58,8 @@ def evaluate(det: Detector, images: np.ndarray, labels: np.ndarray, masks: np.nd
         "inference_images_per_second": round(len(images) / max(seconds, 1e-9), 1),
         "device": str(det.device),
     }
+    if getattr(det.config, "perceptual_used", ""):  # the perceptual backend actually used (never a random one)
+        res["perceptual_backend"] = det.config.perceptual_used
     normal = labels == 0
     if pred.reconstruction is not None:
         sub = type(pred)(score=pred.score[normal], anomaly_map=pred.anomaly_map[normal],
