@@ -30,6 +30,11 @@ def build_table(ckpt_root: Path) -> str:
                     f"{fmt(im.get('fpr95'))} | {fmt(im.get('fpr99'))} | {fmt(rec.get('ssim'))} | "
                     f"{fmt(pix.get('pixel_ap'))} | {fmt(pix.get('best_dice'))} | {ev.get('perceptual_backend', '–')} | "
                     f"{minutes:.1f} |")
+        for name, var in ev.get("variants", {}).items():  # other scoring variants of the same weights
+            vim, vpix = var.get("image", {}), var.get("pixel", {})
+            rows.append(f"| `{cfg['id']}@{name}` | {cfg['method']} ({name}) | {fmt(vim.get('auroc'))} | "
+                        f"{fmt(vim.get('ap'))} | {fmt(vim.get('fpr95'))} | {fmt(vim.get('fpr99'))} | – | "
+                        f"{fmt(vpix.get('pixel_ap'))} | {fmt(vpix.get('best_dice'))} | – | (same) |")
         for name, fl in ev.get("floors", {}).items():
             floors[(ev.get("split", "?"), name)] = fl
     if not rows:

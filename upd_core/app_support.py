@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .checkpoint import WEIGHTS, CheckpointInfo, checkpoints_root, list_checkpoints, sha256_file
+from .checkpoint import WEIGHTS, CheckpointInfo, checkpoints_root, list_checkpoints, sha256_file, split_variant
 from .errors import DataError
 from .paths import REPO_ROOT, data_root
 from .registry import get_method
@@ -64,7 +64,22 @@ def checkpoint_views(infos: Sequence[CheckpointInfo] | None = None) -> list[Chec
             continue
         out.append(CheckpointView(info.id, info.method, cls.title or info.method, info.dataset, tuple(cls.outputs),
                                   bool(cls.needs_grad), dict(info.metrics), cls.paper))
+        # Scoring variants of the same weights (CRADL's density heads, ceVAE's scores, ...) as their
+        # own entries "<id>@<variant>", so they can be compared side by side.
+        ev = _read_evaluation(Path(info.path))
+        for name, var in (ev.get("variants") or {}).items():
+            out.append(CheckpointView(f"{info.id}@{name}", info.method, f"{cls.title or info.method} [{name}]",
+                                      info.dataset, tuple(cls.outputs), bool(cls.needs_grad),
+                                      dict(var.get("image") or {}), cls.paper))
     return sorted(out, key=lambda v: (method_rank(v.method), v.id))
+
+
+def _read_evaluation(folder: Path) -> dict[str, Any]:
+    """A checkpoint folder's evaluation.json, or {} when absent or unreadable."""
+    try:
+        return json.loads((folder / "evaluation.json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
 
 
 # Default selection and order of methods in the pages: the papers' main methods first, the
@@ -81,7 +96,7 @@ def method_rank(method: str) -> tuple[int, str]:
 
 def default_selection(views: Sequence[CheckpointView], n: int = 6, single_pass_only: bool = True) -> list[str]:
     """A sensible default set of checkpoints: main methods first, no curse-of-resolution AEs."""
-    pool = [v for v in views if not v.method.startswith("ae-latent-")] or list(views)
+    pool = [v for v in views if not v.method.startswith("ae-latent-") and "@" not in v.id] or list(views)
     if single_pass_only and any(not v.needs_grad for v in pool):
         pool = [v for v in pool if not v.needs_grad]
     return [v.id for v in sorted(pool, key=lambda v: method_rank(v.method))][:n]
@@ -527,8 +542,9 @@ class ScoreSet:
 
 
 def _weights_digest(checkpoint_id: str) -> str:
-    info = {c.id: c for c in list_checkpoints()}.get(checkpoint_id)
-    p = (info.path if info else Path(checkpoint_id)) / WEIGHTS
+    base, _ = split_variant(checkpoint_id)  # a scoring variant shares its checkpoint's weights
+    info = {c.id: c for c in list_checkpoints()}.get(str(base))
+    p = (info.path if info else Path(base)) / WEIGHTS
     return sha256_file(p)[:16] if p.is_file() else "unknown"
 
 
@@ -840,14 +856,13 @@ def load_evaluations(infos: Sequence[CheckpointInfo] | None = None) -> list[dict
     """The evaluation.json of every checkpoint that has one, with its id and method."""
     out = []
     for info in list_checkpoints() if infos is None else infos:
-        f = Path(info.path) / "evaluation.json"
-        if not f.is_file():
-            continue
-        try:
-            ev = json.loads(f.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        ev = _read_evaluation(Path(info.path))
+        if not ev:
             continue
         out.append({"id": info.id, "method": info.method, **ev})
+        for name, var in (ev.get("variants") or {}).items():  # scoring variants: rows of their own
+            out.append({**{k: v for k, v in ev.items() if k not in ("variants", "image", "pixel", "reconstruction")},
+                        "id": f"{info.id}@{name}", "method": info.method, "variant": name, **var})
     return out
 
 
@@ -879,7 +894,8 @@ def benchmark_rows(evals: Sequence[dict[str, Any]] | None = None) -> dict[str, l
                     "kind": "floor", "method": f"floor: {name.replace('_', ' ')} ({fl.get('sign', '')})",
                     "checkpoint": "", "AUROC": fl.get("auroc")})
         img, rec, pix = ev.get("image") or {}, ev.get("reconstruction") or {}, ev.get("pixel") or {}
-        rows.append({"kind": "method", "method": _title(ev.get("method", "")), "checkpoint": ev.get("id", ""),
+        title = _title(ev.get("method", "")) + (f" [{ev['variant']}]" if ev.get("variant") and "@" in str(ev.get("id")) else "")
+        rows.append({"kind": "method", "method": title, "checkpoint": ev.get("id", ""),
                      "AUROC": img.get("auroc"), "AP": img.get("ap"), "FPR95": img.get("fpr95"),
                      "FPR99": img.get("fpr99"), "SSIM (healthy)": rec.get("ssim"),
                      "pixel AP": pix.get("pixel_ap"), "best Dice": pix.get("best_dice"),

@@ -234,8 +234,22 @@ def load_state(det: Detector, state: dict[str, torch.Tensor]) -> None:
     det.load_state_dict(state, strict=True)
 
 
+def split_variant(checkpoint: str | os.PathLike) -> tuple[str | os.PathLike, str | None]:
+    """'cradl-kermany-128@gmm4' -> ('cradl-kermany-128', 'gmm4'); anything else unchanged."""
+    text = str(checkpoint)
+    if "@" in text and not Path(text).exists():
+        base, variant = text.rsplit("@", 1)
+        return base, variant or None
+    return checkpoint, None
+
+
 def load_detector(checkpoint: str | os.PathLike, device: str | torch.device | None = None) -> Detector:
-    """Load a verified checkpoint (id from the manifest or folder path) onto `device`."""
+    """Load a verified checkpoint (id from the manifest or folder path) onto `device`.
+
+    `<id>@<variant>` selects a scoring variant of that checkpoint (see Detector.variant_names),
+    e.g. 'cradl-kermany-128@gmm4' for CRADL's GMM with K = 4.
+    """
+    checkpoint, variant = split_variant(checkpoint)
     ckpt_dir, expected = resolve(checkpoint)
     verify(ckpt_dir, expected)
     cfg = read_config(ckpt_dir)
@@ -252,4 +266,9 @@ def load_detector(checkpoint: str | os.PathLike, device: str | torch.device | No
         raise CheckpointError(f"{ckpt_dir}: weights do not fit method {cfg['method']} ({exc})") from None
     det.checkpoint_id = cfg.get("id", ckpt_dir.name)
     det.checkpoint_dir = ckpt_dir
+    if variant is not None:
+        try:
+            det.set_variant(variant)
+        except ValueError as exc:
+            raise CheckpointError(f"{det.checkpoint_id}: {exc}") from None
     return det.to(resolve_device(device)).eval()

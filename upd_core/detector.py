@@ -201,12 +201,33 @@ class Detector(nn.Module):
         pred.percentile = self.percentile(score)
         return pred
 
+    # ---- scoring variants (other scores/maps from the same weights, no retraining) ----
+    def variant_names(self) -> tuple[str, ...]:
+        """Named scoring variants of this checkpoint, default first (e.g. CRADL's density heads);
+        () when the method has only one way to score. Select one with `set_variant`."""
+        return ()
+
+    @property
+    def variant(self) -> str | None:
+        """The scoring variant in use (None for methods without variants)."""
+        return None
+
+    def set_variant(self, name: str | None) -> None:
+        """Score with the named variant from `variant_names()` (None: the checkpoint's default)."""
+        if name is not None and name not in self.variant_names():
+            avail = ", ".join(self.variant_names()) or "none"
+            raise ValueError(f"{self.method} has no scoring variant {name!r} (available: {avail})")
+
+    def reference_scores(self) -> torch.Tensor | None:
+        """Normal validation scores matching the current scoring (None when unknown)."""
+        return self.val_scores if self.val_scores.numel() else None
+
     def percentile(self, scores: np.ndarray) -> np.ndarray | None:
-        """Percent of normal validation scores at or below each score (None before training)."""
-        ref = self.val_scores.detach().cpu().numpy()
-        if ref.size == 0:
+        """Percent of normal validation scores at or below each score (None when unknown)."""
+        ref = self.reference_scores()
+        if ref is None:
             return None
-        ref = np.sort(ref)
+        ref = np.sort(ref.detach().cpu().numpy())
         lo = np.searchsorted(ref, scores, side="left")
         hi = np.searchsorted(ref, scores, side="right")
         return 100.0 * (lo + hi) / (2.0 * ref.size)

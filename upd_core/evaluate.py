@@ -65,10 +65,30 @@ def evaluate(det: Detector, images: np.ndarray, labels: np.ndarray, masks: np.nd
         sub = type(pred)(score=pred.score[normal], anomaly_map=pred.anomaly_map[normal],
                          reconstruction=pred.reconstruction[normal])
         res["reconstruction"] = reconstruction_quality(det, images[normal], sub)
-    if masks is not None and np.asarray(masks).any():
+    has_masks = masks is not None and np.asarray(masks).any()
+    if has_masks:
         res["pixel"] = {**metrics.pixel_metrics(masks, pred.anomaly_map), "protocol": "ground-truth masks"}
     elif synthetic_lesions > 0:
         res["pixel"] = synthetic_pixel_eval(det, images[normal], synthetic_lesions, seed)
+    names = det.variant_names()
+    if len(names) > 1:  # the other scoring variants of the same weights, same split and protocol
+        current = det.variant
+        res["variant"] = current
+        res["variants"] = {}
+        try:
+            for name in names:
+                if name == current:
+                    continue
+                det.set_variant(name)
+                p = det.predict(images)
+                entry: dict[str, Any] = {"image": metrics.image_metrics(labels, p.score)}
+                if has_masks:
+                    entry["pixel"] = {**metrics.pixel_metrics(masks, p.anomaly_map), "protocol": "ground-truth masks"}
+                elif synthetic_lesions > 0:
+                    entry["pixel"] = synthetic_pixel_eval(det, images[normal], synthetic_lesions, seed)
+                res["variants"][name] = entry
+        finally:
+            det.set_variant(current if current in names else None)
     return res
 
 

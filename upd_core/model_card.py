@@ -89,6 +89,13 @@ def render_card(cfg: dict[str, Any], ev: dict[str, Any] | None, weights_bytes: i
         if ev.get("pixel"):
             out.append("\nPixel level (" + ev["pixel"].get("protocol", "") + "):\n\n")
             out.append(_table([ev["pixel"]], ["pixel_ap", "best_dice"]))
+        if ev.get("variants"):
+            out.append(f"\nScoring variants of the same weights (same split and protocol; this model's default "
+                       f"is `{ev.get('variant')}`; load one as `<id>@<variant>`):\n\n")
+            out.append(_table([{"variant": name, **v.get("image", {}), **{k: x for k, x in v.get("pixel", {}).items()
+                                                                         if k in ("pixel_ap", "best_dice")}}
+                               for name, v in ev["variants"].items()],
+                              ["variant", "auroc", "ap", "fpr95", "fpr99", "pixel_ap", "best_dice"]))
     else:
         out.append("Not evaluated yet: run `python -m upd_core evaluate --checkpoint <this folder>`.\n")
     out.append("\n## Configuration\n\n```json\n" + json.dumps(cfg.get("config", {}), indent=2) + "\n```\n")

@@ -98,3 +98,23 @@ def test_radl_derived_from_cevae(trained: CEVAE, tmp_path, monkeypatch) -> None:
     assert pr.percentile is not None
     radl.set_density("gmm8")  # calibrated by derive: percentiles for every head
     assert radl.predict(x).percentile is not None
+
+
+def test_table9_scores_are_scoring_variants(trained: CEVAE) -> None:
+    """ceVAE's maps/scores (rec, KL-grad, combi, ELBO) are selectable variants of the same weights;
+    percentiles are only given for the scoring the validation scores were stored for."""
+    x = smooth_images(3, SIZE, seed=12)
+    assert trained.variant_names()[0] == "elbo" and trained.variant == "elbo"
+    assert set(trained.variant_names()) == {"elbo", "combi", "rec", "kl-grad"}
+    base = trained.predict(x)
+    try:
+        trained.set_variant("rec")
+        rec = trained.predict(x)
+        np.testing.assert_allclose(rec.anomaly_map, base.extras["rec"], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(rec.score, base.extras["rec"].reshape(3, -1).mean(1), rtol=1e-3, atol=1e-6)
+        assert rec.percentile is None
+        with pytest.raises(ValueError, match="no scoring variant"):
+            trained.set_variant("nope")
+    finally:
+        trained.set_variant(None)
+    assert trained.variant == "elbo" and trained.predict(x).percentile is not None

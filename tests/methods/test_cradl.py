@@ -157,3 +157,25 @@ def test_config_defaults_follow_the_paper() -> None:
     det = CRADL(CRADLConfig(warmup_epochs=2, max_epochs=10))
     factors = [det.lr_factor(e) for e in range(10)]
     assert factors[0] < factors[1] < factors[2] == 1.0 and factors[-1] < 0.05
+
+
+def test_density_heads_are_scoring_variants(trained: CRADL, tmp_path) -> None:
+    """`<id>@<head>` loads a density head; evaluate reports every head; a wrong head is a clear error."""
+    from upd_core.checkpoint import save_checkpoint
+    from upd_core.errors import CheckpointError
+    from upd_core.evaluate import evaluate
+
+    assert trained.variant_names()[0] == trained.config.density and set(trained.variant_names()) == set(DENSITIES)
+    save_dir = tmp_path / "cradl"
+    save_checkpoint(trained, save_dir, checkpoint_id="cradl-test")
+    x = smooth_images(6, SIZE, seed=11)
+    det8 = load_detector(f"{save_dir}@gmm8", device="cpu")
+    assert det8.variant == "gmm8"
+    np.testing.assert_allclose(det8.predict(x).score, trained.score_all(x)["gmm8"], rtol=1e-4)
+    with pytest.raises(CheckpointError, match="unknown density"):
+        load_detector(f"{save_dir}@gmm3")
+    res = evaluate(trained, x, np.array([0, 0, 0, 1, 1, 1]))
+    assert res["variant"] == "gmm1" and set(res["variants"]) == set(DENSITIES) - {"gmm1"}
+    for name, v in res["variants"].items():
+        assert 0 <= v["image"]["auroc"] <= 1, name
+    assert trained.variant == "gmm1"  # evaluation restores the checkpoint's own head

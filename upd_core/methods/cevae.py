@@ -32,6 +32,9 @@ from .reconstruction import rec_loss
 
 MAP_KINDS = ("rec", "kl-grad", "combi", "nll-grad")
 IMAGE_SCORES = ("elbo", "kl", "rec", "nll", "map")
+# Scoring variants of CRADL Table 9 from the same weights: name -> (map, image score).
+SCORE_VARIANTS = {"elbo": ("combi", "elbo"), "combi": ("combi", "map"), "rec": ("rec", "rec"),
+                  "kl-grad": ("kl-grad", "kl")}
 
 
 def cutout(x: torch.Tensor, n_boxes: int = 3, size: tuple[float, float] = (0.1, 0.4),
@@ -109,6 +112,37 @@ class CEVAE(RepresentationDensityMixin, VAE):
         if c.image_score not in IMAGE_SCORES:
             raise ValueError(f"image_score must be one of {IMAGE_SCORES}, got {c.image_score!r}")
         self._init_densities(c.latent_dim, c)
+        self._default_scoring = (c.score_kind, c.image_score)
+
+    # ---- scoring variants: CRADL Table 9's maps/scores, or (RADL) the density heads ----
+    def _uses_heads(self) -> bool:
+        return self._default_scoring[1] == "nll" or self._default_scoring[0] == "nll-grad"
+
+    def variant_names(self) -> tuple[str, ...]:
+        if self._uses_heads():
+            return super().variant_names()
+        own = [n for n, v in SCORE_VARIANTS.items() if v == self._default_scoring]
+        return tuple(own + [n for n in SCORE_VARIANTS if n not in own])
+
+    @property
+    def variant(self) -> str | None:
+        if self._uses_heads():
+            return self.density
+        now = (self.config.score_kind, self.config.image_score)
+        return next((n for n, v in SCORE_VARIANTS.items() if v == now), None)
+
+    def set_variant(self, name: str | None) -> None:
+        if self._uses_heads():
+            return super().set_variant(name)
+        if name is not None and name not in SCORE_VARIANTS:
+            raise ValueError(f"{self.method} has no scoring variant {name!r} (available: {', '.join(SCORE_VARIANTS)})")
+        self.config.score_kind, self.config.image_score = (
+            self._default_scoring if name is None else SCORE_VARIANTS[name])
+
+    def reference_scores(self) -> torch.Tensor | None:
+        if not self._uses_heads() and (self.config.score_kind, self.config.image_score) != self._default_scoring:
+            return None  # validation scores were stored for the default scoring only
+        return super().reference_scores()
 
     def representation(self, x: torch.Tensor) -> torch.Tensor:
         return self.encode(x)[0]

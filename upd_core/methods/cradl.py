@@ -256,14 +256,16 @@ class RepresentationDensityMixin:
         """Is the image score the head's NLL (so `val_scores_all` rows apply)?"""
         return True
 
-    def percentile(self, scores: np.ndarray) -> np.ndarray | None:
-        ref = self.reference_scores()
-        if ref is None:
-            return None
-        ref = np.sort(ref.detach().cpu().numpy())
-        lo = np.searchsorted(ref, scores, side="left")
-        hi = np.searchsorted(ref, scores, side="right")
-        return 100.0 * (lo + hi) / (2.0 * ref.size)
+    # Scoring variants = density heads (the checkpoint's own head first).
+    def variant_names(self) -> tuple[str, ...]:
+        return (self.config.density, *[d for d in DENSITIES if d != self.config.density])
+
+    @property
+    def variant(self) -> str | None:
+        return self.density
+
+    def set_variant(self, name: str | None) -> None:
+        self.set_density(self.config.density if name is None else name)
 
 
 @register
