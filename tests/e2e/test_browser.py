@@ -105,8 +105,9 @@ def test_every_page_in_the_browser(app, browser_page):
     page = browser_page
     SHOTS.mkdir(exist_ok=True)
     for name in PAGES:
-        page.goto(f"{app}/{name}")
+        page.goto(f"{app}/" if name == "home" else f"{app}/{name}")  # the default page lives at "/"
         settle(page)
         assert_no_error(page)
+        assert page.get_by_text("Page not found").count() == 0, name
         assert page.locator("h1").count() >= 1, name
         page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .. import scoring
 from ..registry import register
 from .blocks import ConvDecoder, ConvEncoder
 from .reconstruction import ReconstructionConfig, ReconstructionDetector, rec_loss
@@ -129,6 +130,46 @@ class VAE(ReconstructionDetector):
     def reconstruct(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         mu, _ = self.encode(x)
         return {"reconstruction": self.decode(mu)}
+
+    # ---- scoring variants of the CRADL paper (Table 9) from the same weights ----
+    # 'rec' (default): residual map, mean score; 'kl-grad': |d KL / d x| map; 'combi': kl-grad x
+    # residual; 'elbo': combi map with the ELBO (sum |x - x_hat| + KL) as image score. Gradient maps
+    # get CRADL's post-processing (Sec. 4.5: 5x5 median pooling, then Gaussian smoothing).
+    TABLE9_VARIANTS = ("rec", "kl-grad", "combi", "elbo")
+
+    def variant_names(self) -> tuple[str, ...]:
+        return self.TABLE9_VARIANTS
+
+    @property
+    def variant(self) -> str | None:
+        return getattr(self, "_variant", "rec")
+
+    def set_variant(self, name: str | None) -> None:
+        super().set_variant(name)
+        self._variant = name or "rec"
+
+    def reference_scores(self) -> torch.Tensor | None:
+        # validation scores were stored for the default ('rec') scoring only
+        return super().reference_scores() if self.variant == "rec" else None
+
+    def forward_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.variant == "rec":
+            return super().forward_maps(x)
+        x = x.detach().float().requires_grad_(True)
+        with torch.enable_grad():
+            mu, logvar = self.encode(x)
+            mu, logvar = mu.float(), logvar.float()
+            kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
+            (g_kl,) = torch.autograd.grad(kl.sum(), x)
+        with torch.no_grad():
+            x_hat = self.decode(mu.detach()).float()
+            rec = (x.detach() - x_hat).abs()[:, 0]
+            kl_map = scoring.postprocess(g_kl.abs()[:, 0], 5, 2.0)
+            amap = kl_map if self.variant == "kl-grad" else kl_map * scoring.postprocess(rec, 5, 2.0)
+            out = {"anomaly_map": amap, "reconstruction": x_hat, "rec": rec, "kl_grad": kl_map}
+            if self.variant == "elbo":
+                out["score"] = rec.flatten(1).sum(1) + kl.detach()
+        return out
 
     def loss(self, x: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
         mu, logvar = self.encode(x)
