@@ -43,7 +43,41 @@ def build_table(ckpt_root: Path) -> str:
             "| best Dice (synthetic) | perceptual loss | train min |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
     fl = "".join(f"| floor: {name} ({v['sign']}) on {split} | – | {fmt(v['auroc'])} | – | – | – | – | – | – | – | – |\n"
                  for (split, name), v in sorted(floors.items()))
-    return head + fl + "\n".join(rows) + "\n"
+    return head + fl + "\n".join(rows) + "\n" + reading(ckpt_root)
+
+
+def reading(ckpt_root: Path) -> str:
+    """Generated sentences: who beats the intensity floors, and the MorphAEus paper's ordering vs ours."""
+    sys.path.insert(0, str(ROOT))
+    from upd_core.app_support import REPORTED
+
+    ours, best_floor = {}, None
+    for ev_path in sorted(ckpt_root.glob("*/evaluation.json")):
+        ev = json.loads(ev_path.read_text())
+        ours[ev.get("method", ev_path.parent.name)] = ev.get("image", {}).get("auroc")
+        for fl in ev.get("floors", {}).values():
+            best_floor = max(best_floor or 0.0, fl["auroc"])
+    if not ours or best_floor is None:
+        return ""
+    above = sorted((m for m, a in ours.items() if a is not None and a > best_floor), key=lambda m: -ours[m])
+    below = sorted((m for m, a in ours.items() if a is not None and a <= best_floor), key=lambda m: -ours[m])
+    out = [f"\n**Against the floors.** Above the best trivial floor (AUROC {best_floor:.3f}): "
+           f"{', '.join(above) or 'none'}. At or below it: {', '.join(below) or 'none'}.\n"]
+    paper = {r["method"]: r["auroc"] for r in REPORTED
+             if r["source"] == "MorphAEus paper, Table 2" and r["data"].startswith("COVID-19 Radiography, COVID")}
+    common = [m for m in paper if ours.get(m) is not None]
+    if len(common) >= 3:
+        p_order = sorted(common, key=lambda m: -paper[m])
+        o_order = sorted(common, key=lambda m: -ours[m])
+        rank_p = {m: i for i, m in enumerate(p_order)}
+        rank_o = {m: i for i, m in enumerate(o_order)}
+        n = len(common)
+        rho = 1 - 6 * sum((rank_p[m] - rank_o[m]) ** 2 for m in common) / (n * (n * n - 1))
+        out.append(f"\n**Against the MorphAEus paper's ordering** (its Table 2, COVID-19 vs normal AUROC, other "
+                   f"data and far longer training): paper {' > '.join(p_order)}; here on Kermany "
+                   f"{' > '.join(o_order)} (Spearman rank correlation {rho:.2f} over {n} methods"
+                   f"{'; the paper ordering is reproduced' if p_order == o_order else '; the paper ordering is not reproduced'}).\n")
+    return "".join(out)
 
 
 def main() -> int:
