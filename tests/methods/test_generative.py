@@ -9,16 +9,15 @@ import torch
 from upd_core.methods import generative as gm
 from upd_core.registry import get_method, list_methods
 
+from .test_contract import smooth_images
+
 METHODS = ("beta-vae", "aae", "soft-intro-vae", "dae")
 AMP = contextlib.nullcontext
 
 
 def blobs(n: int, size: int, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.nn.functional.interpolate(torch.rand(n, 1, 4, 4, generator=g), size=(size, size), mode="bicubic",
-                                        align_corners=False)
-    x = x - x.amin((2, 3), keepdim=True)
-    return (x / x.amax((2, 3), keepdim=True)).clamp(0, 1)
+    """Smooth random images as an (N,1,H,W) tensor (the contract test's generator)."""
+    return torch.as_tensor(smooth_images(n, size, seed))[:, None]
 
 
 def test_registered() -> None:

@@ -10,16 +10,15 @@ from upd_core.methods import morphaeus as mm
 from upd_core.registry import get_method, list_methods
 from upd_core.training import TrainConfig, fit
 
+from .test_contract import smooth_images
+
 SERIES = ("ae-latent-32", "ae-latent-16", "ae-latent-8", "ae-latent-4", "ae-latent-1")
 FAMILY = ("morphaeus", "morphaeus-no-warp", "morphaeus-no-warp-no-pl") + SERIES
 
 
 def blobs(n: int, size: int, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.nn.functional.interpolate(torch.rand(n, 1, 4, 4, generator=g), size=(size, size), mode="bicubic",
-                                        align_corners=False)
-    x = x - x.amin((2, 3), keepdim=True)
-    return (x / x.amax((2, 3), keepdim=True)).clamp(0, 1)
+    """Smooth random images as an (N,1,H,W) tensor (the contract test's generator)."""
+    return torch.as_tensor(smooth_images(n, size, seed))[:, None]
 
 
 @pytest.fixture(autouse=True)
