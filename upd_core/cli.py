@@ -122,18 +122,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     det = load_detector(args.checkpoint, device=args.device)
     out_dir = Path(args.out)
     results = []
+    names = det.variant_names()
+    tag = det.method + (f"-{det.variant}" if names and det.variant != names[0] else "")  # variants don't overwrite
     for src in args.images:
         img = load_image(src, size=det.image_size)
         pred = det.predict(img[None])
-        heat = out_dir / f"{Path(src).stem}_{det.method}_heatmap.png"
+        heat = out_dir / f"{Path(src).stem}_{tag}_heatmap.png"
         save_png(overlay(img, pred.anomaly_map[0]), heat)
         pct = None if pred.percentile is None else float(pred.percentile[0])
         results.append({"image": str(src), "checkpoint": det.checkpoint_id, "score": float(pred.score[0]),
                         "percentile": pct, "heatmap": str(heat)})
-        pct_txt = "n/a (no validation scores)" if pct is None else f"{pct:.1f}"
+        pct_txt = "n/a (no normal validation scores stored for this scoring)" if pct is None else f"{pct:.1f}"
         print(f"{src}: score {pred.score[0]:.6g}  percentile vs normal validation {pct_txt}  heatmap {heat}")
         if args.save_maps:
-            np.save(out_dir / f"{Path(src).stem}_{det.method}_map.npy", pred.anomaly_map[0])
+            np.save(out_dir / f"{Path(src).stem}_{tag}_map.npy", pred.anomaly_map[0])
     if args.json:
         print(json.dumps(results, indent=2))
     return 0
