@@ -68,8 +68,9 @@ def checkpoint_views(infos: Sequence[CheckpointInfo] | None = None) -> list[Chec
         # own entries "<id>@<variant>", so they can be compared side by side.
         ev = _read_evaluation(Path(info.path))
         for name, var in (ev.get("variants") or {}).items():
+            # every shipped variant is a gradient-based scoring (KL- or NLL-gradient maps)
             out.append(CheckpointView(f"{info.id}@{name}", info.method, f"{cls.title or info.method} [{name}]",
-                                      info.dataset, tuple(cls.outputs), bool(cls.needs_grad),
+                                      info.dataset, tuple(cls.outputs), True,
                                       dict(var.get("image") or {}), cls.paper))
     return sorted(out, key=lambda v: (method_rank(v.method), v.id))
 
