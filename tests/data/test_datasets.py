@@ -462,13 +462,14 @@ def test_bad_files_are_skipped_with_a_warning(kermany):
 # --------------------------------------------------------------------------- real data
 
 def shared_data() -> Path | None:
-    env = os.environ.get("UPD_SHARED_DATA")
-    root = Path(env) if env else REPO.parent / "shared" / "data"
+    from upd_core.paths import data_root
+
+    root = data_root()  # $UPD_DATA_ROOT, else ../shared/data, as everywhere else
     return root if (root / "cxr-kermany").is_dir() else None
 
 
 @pytest.mark.skipif(shared_data() is None, reason="../shared/data not present "
-                    "(set UPD_SHARED_DATA to the folder that holds cxr-kermany/)")
+                    "(set UPD_DATA_ROOT to the folder that holds cxr-kermany/)")
 def test_shared_kermany_is_auto_detected():
     root = shared_data() / "cxr-kermany"  # type: ignore[operator]
     assert detect_layout(root) == "kermany"
