@@ -20,7 +20,6 @@ from upd_core.data import (CheXpertDataset, DDRDataset, FolderDataset, VolumeSli
 from upd_core.data.cache import cache_key, cache_path
 from upd_core.errors import DataError
 
-REPO = Path(__file__).resolve().parents[2]
 S = 32  # output size used throughout: small is fast
 
 
