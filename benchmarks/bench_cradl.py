@@ -11,16 +11,13 @@ untrained weights (speed does not depend on training) or the shipped checkpoint 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-from upd_core.bench import baseline_net, time_call  # noqa: E402
+from upd_core.bench import baseline_net, report, time_call  # noqa: E402
 from upd_core.checkpoint import load_detector  # noqa: E402
 from upd_core.registry import get_method  # noqa: E402
 
@@ -69,19 +66,8 @@ def main() -> None:
     cevae.fit_extra(torch.rand(64, 1, s, s), progress=False)
     add("cevae (rec, KL-grad, combi, NLL-grad maps)", lambda: cevae.predict(xs, batch_size=n))
 
-    print(f"\nCRADL inference at {s}x{s}, batch {n}, {torch.get_num_threads()} threads, torch {torch.__version__} "
-          f"({args.checkpoint or 'untrained weights'})\n")
-    print(f"{'what':44s} {'images/s':>10s} {'baseline img/s':>15s} {'ratio':>7s}")
-    for r in rows:
-        print(f"{r['name']:44s} {r['images_per_second']:10.1f} "
-              f"{r.get('baseline_images_per_second', r['images_per_second']):15.1f} {r['ratio']:7.3f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.machine(),
-                               "cpu": platform.processor(), "threads": torch.get_num_threads(),
-                               "torch": torch.__version__, "batch_size": n, "size": s,
-                               "checkpoint": args.checkpoint, "rows": rows}, indent=2) + "\n")
-    print(f"\nWrote {out}")
+    report(rows, f"CRADL inference at {s}x{s}, batch {n} ({args.checkpoint or 'untrained weights'})", args.out,
+           first_col="what", batch_size=n, size=s, checkpoint=args.checkpoint)
 
 
 if __name__ == "__main__":

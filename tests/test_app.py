@@ -196,7 +196,7 @@ def test_pages_with_shipped_checkpoints_without_shared_data(tmp_path):
 
 
 def test_upload_dicom_window_level(app_env):
-    pydicom = pytest.importorskip("pydicom")
+    pytest.importorskip("pydicom")
     from pydicom.data import get_testdata_file
 
     path = get_testdata_file("MR_small.dcm")  # shipped inside the pydicom wheel (no download)

@@ -19,7 +19,10 @@ def data():
 
 def test_early_stopping_and_record(tmp_path, data):
     det = get_method("spatial-ae")(image_size=32)
-    det.config.lr = 0.0  # nothing improves after the first epoch
+    det.config.lr = 0.0  # nothing improves after the first epoch...
+    for m in det.modules():  # ...not even BatchNorm running statistics (momentum 0 keeps them fixed)
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.momentum = 0.0
     rec = fit(det, *data, tmp_path / "c", tc=TrainConfig(max_epochs=50, patience=2, batch_size=8, progress=False))
     assert rec["epochs"] == 3 and rec["best_epoch"] == 1
     assert "early stopping" in rec["stop_reason"]

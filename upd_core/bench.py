@@ -5,7 +5,10 @@ conv auto-encoder called directly, fp32, no wrapper), so noisy machines still gi
 """
 from __future__ import annotations
 
+import json
+import platform
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -62,3 +65,19 @@ def inference_benchmark(methods: list[str] | None = None, batch_size: int = 32, 
         rows.append({"name": name, "images_per_second": round(ips, 1),
                      "ratio": round(ips / base_ips_now, 3), "baseline_images_per_second": round(base_ips_now, 1)})
     return rows
+
+
+def report(rows: list[dict], title: str, out: str | Path, first_col: str = "model", **meta: object) -> None:
+    """Print a speed table (images/s, baseline of the same run, ratio) and write it as JSON to `out`."""
+    width = max([len(first_col)] + [len(r["name"]) for r in rows]) + 1
+    print(f"\n{title}, {torch.get_num_threads()} threads, torch {torch.__version__}\n")
+    print(f"{first_col:{width}s} {'images/s':>10s} {'baseline img/s':>15s} {'ratio':>7s}")
+    for r in rows:
+        print(f"{r['name']:{width}s} {r['images_per_second']:10.1f} "
+              f"{r.get('baseline_images_per_second', r['images_per_second']):15.1f} {r['ratio']:7.3f}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.machine(),
+                               "cpu": platform.processor(), "threads": torch.get_num_threads(),
+                               "torch": torch.__version__, **meta, "rows": rows}, indent=2) + "\n")
+    print(f"\nWrote {out}")

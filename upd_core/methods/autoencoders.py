@@ -6,7 +6,7 @@ lr 5e-4, batch 64. Sizes are scaled so every shipped model stays below 15 MB.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
