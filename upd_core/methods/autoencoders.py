@@ -152,15 +152,21 @@ class VAE(ReconstructionDetector):
         # validation scores were stored for the default ('rec') scoring only
         return super().reference_scores() if self.variant == "rec" else None
 
-    def forward_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        if self.variant == "rec":
-            return super().forward_maps(x)
+    def kl_gradient(self, x: torch.Tensor, retain_graph: bool = False) -> tuple[torch.Tensor, ...]:
+        """(x with grad, mu, KL(q(z|x) || p(z)) per image, d KL / d x) — CRADL Table 9's KL-grad.
+        `retain_graph` keeps the encoder graph for a further gradient through mu (RADL's NLL)."""
         x = x.detach().float().requires_grad_(True)
         with torch.enable_grad():
             mu, logvar = self.encode(x)
             mu, logvar = mu.float(), logvar.float()
             kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
-            (g_kl,) = torch.autograd.grad(kl.sum(), x)
+            (g_kl,) = torch.autograd.grad(kl.sum(), x, retain_graph=retain_graph)
+        return x, mu, kl, g_kl
+
+    def forward_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.variant == "rec":
+            return super().forward_maps(x)
+        x, mu, kl, g_kl = self.kl_gradient(x)
         with torch.no_grad():
             x_hat = self.decode(mu.detach()).float()
             rec = (x.detach() - x_hat).abs()[:, 0]

@@ -179,14 +179,10 @@ class CEVAE(RepresentationDensityMixin, VAE):
     # ---- inference ----
     def forward_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         c = self.config
-        x = x.detach().float().requires_grad_(True)
         use_nll = self.densities.fitted(self.density)
-        with torch.enable_grad():
-            mu, logvar = self.encode(x)
-            mu, logvar = mu.float(), logvar.float()
-            kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
-            (g_kl,) = torch.autograd.grad(kl.sum(), x, retain_graph=use_nll)
-            if use_nll:
+        x, mu, kl, g_kl = self.kl_gradient(x, retain_graph=use_nll)
+        if use_nll:
+            with torch.enable_grad():
                 nll = self.densities.nll(mu, self.density)
                 (g_nll,) = torch.autograd.grad(nll.sum(), x)
         with torch.no_grad():
