@@ -13,7 +13,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from upd_core.cli import _load_split
+from upd_core.data import load_split
 from upd_core.registry import get_method
 from upd_core.training import TrainConfig, fit
 
@@ -25,8 +25,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--out", default="benchmarks/results/training_numerics.json")
     args = ap.parse_args()
-    _, x_train, y_train, _, _ = _load_split(args.data, "auto", "train", 128)
-    _, x_val, _, _, _ = _load_split(args.data, "auto", "val", 128)
+    _, x_train, y_train, _, _ = load_split(args.data, "auto", "train", 128)
+    _, x_val, _, _, _ = load_split(args.data, "auto", "val", 128)
     x_train = x_train[y_train == 0]
     rows = []
     for method in args.methods:

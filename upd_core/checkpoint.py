@@ -29,7 +29,8 @@ from .registry import get_method
 FORMAT = "upd-checkpoint/1"
 WEIGHTS, CONFIG, CARD, EVALUATION, MANIFEST = (
     "model.safetensors", "config.json", "MODEL_CARD.md", "evaluation.json", "manifest.json")
-VERIFIED = (WEIGHTS, CONFIG)  # files whose hashes must match before anything is loaded
+VERIFIED = (WEIGHTS, CONFIG)
+OPTIONAL_BUFFERS = ("calib_scores",)  # buffers newer than some shipped checkpoints  # files whose hashes must match before anything is loaded
 
 
 def checkpoints_root() -> Path:
@@ -225,7 +226,13 @@ def build_detector(cfg: dict[str, Any]) -> Detector:
 
 
 def load_state(det: Detector, state: dict[str, torch.Tensor]) -> None:
-    """Load a state dict, resizing buffers whose size is data-dependent (scores, densities)."""
+    """Load a state dict, resizing buffers whose size is data-dependent (scores, densities).
+
+    Checkpoints written before calibration scores existed load with an empty `calib_scores`."""
+    state = dict(state)
+    for name in OPTIONAL_BUFFERS:
+        if name not in state and name in dict(det.named_buffers()):
+            state[name] = torch.zeros(0, 0)
     for name, buf in list(det.named_buffers()):
         if name in state and state[name].shape != buf.shape:
             mod_name, _, attr = name.rpartition(".")

@@ -1,4 +1,4 @@
-"""Command line: `python -m upd_core list | train | evaluate | predict | benchmark`."""
+"""Command line: `python -m upd_core list | train | evaluate | predict | benchmark | campaign`."""
 from __future__ import annotations
 
 import argparse
@@ -59,38 +59,38 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_split(data: str, layout: str, split: str, size: int, limit: int | None = None):
-    from .data import load_arrays, open_dataset
-    from .paths import resolve_dataset
-
-    root = resolve_dataset(data)
-    ds = open_dataset(root, layout=layout, split=split, size=size)
-    images, labels, masks, ids = load_arrays(ds)
-    if limit:
-        images, labels, ids = images[:limit], labels[:limit], ids[:limit]
-        masks = None if masks is None else masks[:limit]
-    return root, images, labels, masks, ids
-
-
 def cmd_train(args: argparse.Namespace) -> int:
+    from .checkpoint import CONFIG
+    from .data import load_split
     from .paths import REPO_ROOT, dataset_name
     from .registry import get_method
-    from .training import TrainConfig, fit
+    from .training import STATE_DIR, TrainConfig, fit, seed_everything
 
     cfg = method_config(args.method, args.set or [])
-    det = get_method(args.method)(cfg, image_size=args.size)
-    root, x_train, y_train, _, _ = _load_split(args.data, args.layout, "train", args.size, args.limit)
-    _, x_val, _, _, _ = _load_split(args.data, args.layout, "val", args.size, args.limit)
+    root, x_train, y_train, _, _ = load_split(args.data, args.layout, "train", args.size, args.limit)
+    _, x_val, _, _, _ = load_split(args.data, args.layout, "val", args.size, args.limit)
+    _, x_calib, _, _, _ = load_split(args.data, args.layout, "calib", args.size, args.limit)
     x_train = x_train[y_train == 0]
     name = dataset_name(root)
     ckpt_id = args.id or f"{args.method}-{name.replace('cxr-', '')}-{args.size}"
     out = Path(args.out) if args.out else REPO_ROOT / "runs" / ckpt_id
-    tc = TrainConfig(max_epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
-                     time_budget_min=args.time_budget, seed=args.seed, device=args.device, amp=args.amp,
-                     channels_last=not args.no_channels_last, progress=not args.quiet)
-    print(f"Training {args.method} on {len(x_train)} normal images ({len(x_val)} for validation) -> {out}")
-    rec = fit(det, x_train, x_val, out, tc=tc, resume=args.resume, checkpoint_id=ckpt_id,
-              dataset={"name": name, "split": "train (normal only) minus validation", "layout": args.layout})
+    if args.resume and not (out / STATE_DIR / "state.json").exists():
+        if (out / CONFIG).exists() and not args.force:
+            raise UPDError(f"{out} holds a finished checkpoint: --resume has nothing to continue "
+                           "(add --force to train it again from scratch)")
+        if not args.force:
+            raise UPDError(f"--resume: no training state in {out} (check --out, or drop --resume)")
+    seed_everything(args.seed)  # before the model is built: reproducible initial weights
+    det = get_method(args.method)(cfg, image_size=args.size)
+    tc = TrainConfig(max_epochs=None, cap_epochs=args.epochs, patience=args.patience,
+                     batch_size=args.batch_size, time_budget_min=args.time_budget, seed=args.seed,
+                     device=args.device, amp=args.amp, channels_last=not args.no_channels_last,
+                     progress=not args.quiet)
+    print(f"Training {args.method} on {len(x_train)} normal images ({len(x_val)} for validation, "
+          f"{len(x_calib)} for calibration) -> {out}")
+    rec = fit(det, x_train, x_val, out, tc=tc, resume=args.resume, checkpoint_id=ckpt_id, calib_images=x_calib,
+              dataset={"name": name, "split": "train (normal only) minus validation and calibration",
+                       "layout": args.layout})
     print(f"Done in {rec['seconds']:.0f} s, {rec['epochs']} epochs (best {rec['best_epoch']}, {rec['stop_reason']}).")
     print(f"Checkpoint: {out}")
     return 0
@@ -98,11 +98,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .checkpoint import load_detector
+    from .data import load_split
     from .evaluate import evaluate, evaluate_checkpoint_dir
     from .paths import dataset_name
 
     det = load_detector(args.checkpoint, device=args.device)
-    root, images, labels, masks, _ = _load_split(args.data, args.layout, args.split, det.image_size, args.limit)
+    root, images, labels, masks, _ = load_split(args.data, args.layout, args.split, det.image_size, args.limit)
     res = evaluate(det, images, labels, masks, split=f"{dataset_name(root)}/{args.split}",
                    synthetic_lesions=args.synthetic_lesions, seed=args.seed)
     if not args.no_write:
@@ -150,6 +151,17 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_campaign(args: argparse.Namespace) -> int:
+    from . import campaign
+
+    if args.action == "run":
+        done = campaign.run(args.data, args.only, device=args.device, nice=args.nice,
+                            max_hours=args.max_hours, seeds=not args.no_seeds, do_stage=not args.no_stage)
+        print(f"campaign: {len(done)} job(s) finished")
+    print(campaign.format_status(campaign.status_rows(args.data, args.only)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m upd_core", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -164,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=int, default=128, help="image size (default 128)")
     s.add_argument("--out", help="checkpoint folder (default runs/<id>)")
     s.add_argument("--id", help="checkpoint id (default <method>-<data>-<size>)")
-    s.add_argument("--epochs", type=int, help="max epochs (default: the paper's, with early stopping)")
+    s.add_argument("--epochs", type=int, help="stop after at most N epochs: a stated cap below the paper's "
+                   "maximum (default: the paper's rule, early stopping up to its max epochs); a run that "
+                   "hits the cap is labelled 'not converged'")
     s.add_argument("--patience", type=int, help="early-stopping patience in epochs")
     s.add_argument("--batch-size", type=int)
     s.add_argument("--time-budget", type=float, help="stop after this many minutes")
@@ -174,7 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"], help="bf16 autocast (default auto)")
     s.add_argument("--no-channels-last", action="store_true")
     s.add_argument("--limit", type=int, help="use only the first N images (smoke tests)")
-    s.add_argument("--resume", action="store_true", help="continue an interrupted training in --out")
+    s.add_argument("--resume", action="store_true", help="continue an interrupted training in --out "
+                   "(refuses when there is no training state there)")
+    s.add_argument("--force", action="store_true", help="with --resume: train from scratch when there is "
+                   "nothing to resume, even over a finished checkpoint")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_train)
 
@@ -207,6 +224,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=int, default=128)
     s.add_argument("--repeats", type=int, default=5)
     s.set_defaults(func=cmd_benchmark)
+
+    s = sub.add_parser("campaign", help="train every shipped checkpoint's recipe, one at a time, resumable",
+                       description="`run` works through the recipe queue (upd_core/campaign.py) under nice, "
+                       "resuming interrupted trainings from runs/campaign/; finished trainings are evaluated "
+                       "and, for Kermany, staged into checkpoints/. `status` prints the table.")
+    s.add_argument("action", choices=["run", "status"])
+    s.add_argument("--only", nargs="+", metavar="METHOD", help="only these recipes (method ids)")
+    s.add_argument("--data", default="kermany", help="data set folder or short name (default: kermany)")
+    s.add_argument("--device", help="cpu, cuda (default: CUDA when present)")
+    s.add_argument("--nice", type=int, default=10, help="niceness of the trainings (default 10)")
+    s.add_argument("--max-hours", type=float, help="start no new training after this many hours")
+    s.add_argument("--no-seeds", action="store_true", help="seed 0 only (skip the extra seeds)")
+    s.add_argument("--no-stage", action="store_true", help="do not copy finished runs into checkpoints/")
+    s.set_defaults(func=cmd_campaign)
     return p
 
 

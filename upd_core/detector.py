@@ -104,8 +104,12 @@ class Detector(nn.Module):
         if image_size < 32 or image_size & (image_size - 1):
             raise ValueError(f"image_size must be a power of two >= 32, got {image_size}")
         self.image_size = image_size
-        # Scores of the normal validation images, filled after training; used for percentiles.
+        # Scores of the normal validation images, filled after training (early-stopping split).
         self.register_buffer("val_scores", torch.zeros(0))
+        # Scores of the normal calibration images (a split used neither for gradient steps nor
+        # for early stopping), one row per scoring variant in `variant_names()` order (one row
+        # for methods without variants); filled by `calibrate_percentiles`, the basis of every percentile.
+        self.register_buffer("calib_scores", torch.zeros(0, 0))
 
     # ---- training hooks (used by upd_core.training.fit) ----
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -219,11 +223,31 @@ class Detector(nn.Module):
             raise ValueError(f"{self.method} has no scoring variant {name!r} (available: {avail})")
 
     def reference_scores(self) -> torch.Tensor | None:
-        """Normal validation scores matching the current scoring (None when unknown)."""
+        """Normal reference scores matching the current scoring (None when unknown): the
+        calibration split's when the checkpoint has them, else (older checkpoints) the
+        validation split's."""
+        if self.calib_scores.numel():
+            names = self.variant_names()
+            return self.calib_scores[names.index(self.variant) if names else 0]
         return self.val_scores if self.val_scores.numel() else None
 
+    def calibrate_percentiles(self, images: Any) -> None:
+        """Store the scores of normal calibration images for every scoring variant."""
+        names = self.variant_names()
+        current = self.variant
+        rows = []
+        try:
+            for name in names or (None,):
+                if names:
+                    self.set_variant(name)
+                rows.append(self.predict(images).score)
+        finally:
+            if names:
+                self.set_variant(current)
+        self.calib_scores = torch.as_tensor(np.stack(rows), dtype=torch.float32, device=self.val_scores.device)
+
     def percentile(self, scores: np.ndarray) -> np.ndarray | None:
-        """Percent of normal validation scores at or below each score (None when unknown)."""
+        """Percent of normal reference scores at or below each score (None when unknown)."""
         ref = self.reference_scores()
         if ref is None:
             return None

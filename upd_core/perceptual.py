@@ -93,14 +93,14 @@ def reconstruction_lpips(x, y, net: str = "alex") -> np.ndarray | None:
 
 # ---- domain features: the project's self-supervised encoder ----
 
-def _load_ssl_detector():
-    """The shipped CRADL detector, or None (with the reason logged) when it cannot be loaded."""
+def _load_ssl_detector(encoder: str = SSL_CHECKPOINT):
+    """The CRADL detector `encoder` (id or folder), or None (reason logged) when it cannot be loaded."""
     try:
         from .checkpoint import load_detector
 
-        return load_detector(SSL_CHECKPOINT, device="cpu")
+        return load_detector(encoder, device="cpu")
     except Exception as exc:  # absent, not trained yet, tampered, method not registered...
-        log.info("self-supervised encoder %s not available: %s", SSL_CHECKPOINT, exc)
+        log.info("self-supervised encoder %s not available: %s", encoder, exc)
         return None
 
 
@@ -202,11 +202,12 @@ class PerceptualLoss(nn.Module):
     (cradl-kermany-128)" or "none".
     """
 
-    def __init__(self, backend: str = "auto") -> None:
+    def __init__(self, backend: str = "auto", encoder: str = "") -> None:
         super().__init__()
         if backend not in BACKENDS:
             raise ValueError(f"unknown perceptual backend {backend!r}; choose from {BACKENDS}")
         self.backend = backend
+        self.encoder = encoder or SSL_CHECKPOINT  # the SSL encoder checkpoint (id or folder)
         self.impl: nn.Module | None = None
         self.name: str | None = None
 
@@ -224,13 +225,13 @@ class PerceptualLoss(nn.Module):
                                    f"in the torch hub cache ({lpips_cache_file(net)}); nothing is downloaded. "
                                    "Use backend 'auto' or 'domain-ssl'.")
         if b in ("auto", "domain-ssl"):
-            det = _load_ssl_detector()
+            det = _load_ssl_detector(self.encoder)
             if det is not None:
                 self.impl = DomainFeatures(det)
-                self.name = f"perceptual: domain SSL features ({SSL_CHECKPOINT})"
+                self.name = f"perceptual: domain SSL features ({det.checkpoint_id or self.encoder})"
                 return self.name
             if b == "domain-ssl":
-                raise RuntimeError(f"perceptual backend 'domain-ssl' requested but checkpoint {SSL_CHECKPOINT!r} "
+                raise RuntimeError(f"perceptual backend 'domain-ssl' requested but checkpoint {self.encoder!r} "
                                    "cannot be loaded (train the CRADL encoder first)")
             warnings.warn("perceptual loss disabled: no LPIPS weights in the torch hub cache and no "
                           f"self-supervised encoder checkpoint {SSL_CHECKPOINT!r}; training without it "

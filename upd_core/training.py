@@ -1,6 +1,7 @@
 """The one training loop for every method.
 
-Seeded; mini-batches from an in-memory image tensor; tqdm progress; validation loss on normal
+Seeded (the caller seeds before building the model; every epoch reseeds from (seed, epoch), so
+a resumed run continues exactly as an uninterrupted one); mini-batches from an in-memory image tensor; tqdm progress; validation loss on normal
 held-out images with early stopping; bf16 autocast and channels_last where they help; after every
 epoch the current and best weights and optimizer state are written atomically to
 `<out>/train_state/` (safetensors + JSON, no pickle), so `resume=True` continues an interrupted run.
@@ -37,6 +38,7 @@ class TrainConfig:
     batch_size: int | None = None
     time_budget_min: float | None = None  # stop after this many minutes (recorded in the card)
     min_delta: float = 1e-9  # improvement needed to reset patience (MorphAEus appendix)
+    cap_epochs: int | None = None  # a stated cap below the paper's max_epochs ("not converged" when hit)
     seed: int = 0
     device: str | None = None
     amp: str = "auto"  # bf16 autocast ("auto"/"bf16") or "off"
@@ -44,7 +46,12 @@ class TrainConfig:
     progress: bool = True
 
 
+STOP_EARLY, STOP_MAX, STOP_CAP, STOP_TIME = "early stopping", "max epochs", "epoch cap", "time budget"
+CONVERGED_KINDS = (STOP_EARLY, STOP_MAX)  # the paper's rule ran to its end
+
+
 def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (call before building a model for reproducible weights)."""
     random.seed(seed)
     np.random.seed(seed % (2 ** 32))
     torch.manual_seed(seed)
@@ -107,12 +114,27 @@ def _load_state(out: Path, det: Detector, optimizers: dict) -> tuple[dict, dict]
     return info["record"], best
 
 
+def stop_label(record: dict[str, Any]) -> str:
+    """'converged (early stopping)' / 'not converged (time budget)' for cards, tables and `list`."""
+    kind = record.get("stop_kind")
+    if kind is None:  # records written before stop kinds existed
+        reason = str(record.get("stop_reason", ""))
+        kind = STOP_TIME if "time budget" in reason else STOP_EARLY if "early" in reason else STOP_CAP
+    return f"{'converged' if kind in CONVERGED_KINDS else 'not converged'} ({kind})"
+
+
+def is_converged(record: dict[str, Any]) -> bool:
+    return stop_label(record).startswith("converged")
+
+
 def fit(det: Detector, train_images: Any, val_images: Any, out_dir: str | Path, *,
         tc: TrainConfig | None = None, dataset: dict | None = None, resume: bool = False,
-        checkpoint_id: str | None = None) -> dict[str, Any]:
+        checkpoint_id: str | None = None, calib_images: Any = None) -> dict[str, Any]:
     """Train `det` on normal images, early-stop on `val_images`, save a checkpoint in `out_dir`.
 
-    Returns the training record (also stored in the checkpoint's config.json and model card).
+    `calib_images` (normal images used neither for training nor for early stopping) give the
+    reference scores of every scoring variant, hence the percentiles. Returns the training
+    record (also stored in the checkpoint's config.json and model card).
     """
     tc = tc or TrainConfig()
     out = Path(out_dir)
@@ -120,7 +142,7 @@ def fit(det: Detector, train_images: Any, val_images: Any, out_dir: str | Path, 
     max_epochs = tc.max_epochs if tc.max_epochs is not None else cfg.max_epochs
     patience = tc.patience if tc.patience is not None else cfg.patience
     batch_size = tc.batch_size if tc.batch_size is not None else cfg.batch_size
-    seed_everything(tc.seed)
+    last_epoch = min(max_epochs, tc.cap_epochs) if tc.cap_epochs is not None else max_epochs
     device = resolve_device(tc.device)
     x_train, x_val = _to_tensor(train_images), _to_tensor(val_images)
     if len(x_train) < 2 or len(x_val) < 1:
@@ -139,8 +161,12 @@ def fit(det: Detector, train_images: Any, val_images: Any, out_dir: str | Path, 
     start = record["epochs"]
     t0 = time.perf_counter() - record["seconds"]
     batch_size = min(batch_size, len(x_train))
-    stop_reason = "max_epochs"
-    for epoch in range(start, max_epochs):
+    if last_epoch < max_epochs:
+        stop_kind, stop_reason = STOP_CAP, f"epoch cap of {last_epoch} reached (paper: up to {max_epochs})"
+    else:
+        stop_kind, stop_reason = STOP_MAX, f"max epochs ({max_epochs}) reached"
+    for epoch in range(start, last_epoch):
+        seed_everything(tc.seed * 100_003 + epoch)  # resumable: the same randomness per epoch
         det.train()
         g = torch.Generator().manual_seed(tc.seed * 100_003 + epoch)
         perm = torch.randperm(len(x_train), generator=g)
@@ -175,17 +201,20 @@ def fit(det: Detector, train_images: Any, val_images: Any, out_dir: str | Path, 
             record["bad_epochs"] += 1
         _save_state(out, det, optimizers, record, best)
         if record["bad_epochs"] >= patience:
-            stop_reason = f"early stopping (no improvement for {patience} epochs)"
+            stop_kind, stop_reason = STOP_EARLY, f"early stopping (no improvement for {patience} epochs)"
             break
         if tc.time_budget_min is not None and record["seconds"] > 60 * tc.time_budget_min:
-            stop_reason = f"time budget of {tc.time_budget_min} min reached"
+            stop_kind, stop_reason = STOP_TIME, f"time budget of {tc.time_budget_min} min reached"
             break
     load_state(det, best)
     det.to(device).to(memory_format=torch.contiguous_format)
     det.fit_extra(x_train.to(device), progress=tc.progress)
     det.val_scores = torch.as_tensor(det.predict(x_val).score, dtype=torch.float32, device=device)
+    if calib_images is not None:
+        det.calibrate_percentiles(_to_tensor(calib_images))
     record.update(
-        stop_reason=stop_reason, seconds=round(time.perf_counter() - t0, 1), n_train=len(x_train),
+        stop_reason=stop_reason, stop_kind=stop_kind, converged=stop_kind in CONVERGED_KINDS,
+        n_calib=0 if calib_images is None else len(calib_images), seconds=round(time.perf_counter() - t0, 1), n_train=len(x_train),
         n_val=len(x_val), batch_size=batch_size, max_epochs=max_epochs, patience=patience,
         device=str(device), amp="off" if amp is contextlib.nullcontext else "bf16 autocast",
         channels_last=tc.channels_last, seed=tc.seed, torch=torch.__version__, threads=torch.get_num_threads(),

@@ -87,7 +87,7 @@ def test_predict_exposes_all_maps(trained: CEVAE) -> None:
 def test_radl_derived_from_cevae(trained: CEVAE, tmp_path, monkeypatch) -> None:
     save_checkpoint(trained, tmp_path / "cevae", checkpoint_id="cevae")
     val = smooth_images(6, SIZE, seed=32)
-    monkeypatch.setattr("upd_core.cli._load_split", lambda *a, **k: (None, val, None, None, None))
+    monkeypatch.setattr("upd_core.data.load_split", lambda *a, **k: (None, val, None, None, None))
     cradl_mod.derive(str(tmp_path / "cevae"), "radl", str(tmp_path / "radl"), "radl")
     radl = load_detector(tmp_path / "radl", device="cpu")
     assert radl.method == "radl" and radl.config.score_kind == "nll-grad"

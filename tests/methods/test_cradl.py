@@ -142,7 +142,7 @@ def test_checkpoint_round_trip_and_derive(trained: CRADL, tmp_path, monkeypatch)
     np.testing.assert_allclose(loaded.predict(x).score, trained.to("cpu").predict(x).score, rtol=1e-4)
 
     val = smooth_images(8, SIZE, seed=64)
-    monkeypatch.setattr("upd_core.cli._load_split", lambda *a, **k: (None, val, None, None, None))
+    monkeypatch.setattr("upd_core.data.load_split", lambda *a, **k: (None, val, None, None, None))
     cradl_mod.derive(str(tmp_path / "src"), "cradl-gmm2", str(tmp_path / "gmm2"), "gmm2")
     variant = load_detector(tmp_path / "gmm2", device="cpu")
     assert variant.method == "cradl-gmm2" and variant.density == "gmm2"

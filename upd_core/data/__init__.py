@@ -12,7 +12,7 @@ from __future__ import annotations
 from .base import SPLITS, BaseDataset, FileDataset, Record, Sample, hash_unit, is_test, is_val
 from .cache import cache_key, default_cache_dir, load_arrays
 from .chexpert import CheXpertDataset
-from .datasets import LAYOUTS, detect_layout, open_dataset
+from .datasets import LAYOUTS, detect_layout, load_split, open_dataset
 from .ddr import DDRDataset
 from .folders import FolderDataset
 from .volumes import PRESETS, VolumeSliceDataset
@@ -20,6 +20,6 @@ from .volumes import PRESETS, VolumeSliceDataset
 __all__ = [
     "BaseDataset", "CheXpertDataset", "DDRDataset", "FileDataset", "FolderDataset", "LAYOUTS",
     "PRESETS", "Record", "SPLITS", "Sample", "VolumeSliceDataset", "cache_key",
-    "default_cache_dir", "detect_layout", "hash_unit", "is_test", "is_val", "load_arrays",
+    "default_cache_dir", "detect_layout", "hash_unit", "is_test", "is_val", "load_arrays", "load_split",
     "open_dataset",
 ]

@@ -10,8 +10,13 @@ Splits (the same rule for every adapter)
 * ``split="val"`` is a fixed fraction (default 10 %) of the NORMAL training images, chosen by a
   seeded hash of each sample's id (its path relative to the dataset root). Membership of a file
   never changes when other files are added or removed, and no abnormal image is ever in it.
-* ``split="train"`` is the normal training images minus the validation ones (unsupervised
-  methods never see abnormal training images; ``train_abnormal=True`` adds them, labelled 1).
+* ``split="calib"`` is another fixed 10 % of the normal training images (a second seeded hash,
+  disjoint from "val"). It is used neither for gradient steps nor for early stopping: the
+  normal reference scores behind every percentile come from it, so percentiles are not biased
+  by model selection.
+* ``split="train"`` is the normal training images minus the validation and calibration ones
+  (unsupervised methods never see abnormal training images; ``train_abnormal=True`` adds them,
+  labelled 1).
 * ``split="test"`` is the labelled test set (normal and abnormal).
 Layouts without a test folder take a hashed fraction (default 20 %) of all files as test set.
 """
@@ -29,7 +34,8 @@ from PIL import Image
 from ..errors import DataError
 from ..imaging import load_image
 
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "calib", "test")
+CALIB_FRACTION = 0.1  # share of the normal training images held out for percentiles
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm",
                               ".dicom", ".gif", ".webp"})
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -87,6 +93,25 @@ def val_members(keys: Sequence[str], fraction: float = 0.1, seed: int = 0) -> se
     if not chosen and fraction > 0 and len(set(keys)) >= 2:
         chosen = {min(keys, key=lambda k: hash_unit(k, f"upd-val-{seed}"))}
     return chosen
+
+
+def normal_part(keys: Sequence[str], split: str, val_fraction: float = 0.1, seed: int = 0) -> set[str]:
+    """The normal training ids of `split` ("train", "val" or "calib") among `keys`.
+
+    "val" is `val_members`; "calib" is a hashed `CALIB_FRACTION` of the rest (at least one key
+    when three or more remain); "train" is what is left.
+    """
+    keys = list(dict.fromkeys(keys))
+    val = val_members(keys, val_fraction, seed)
+    rest = [k for k in keys if k not in val]
+    calib = {k for k in rest if hash_unit(k, f"upd-calib-{seed}") < CALIB_FRACTION}
+    if not calib and len(rest) >= 3:
+        calib = {min(rest, key=lambda k: hash_unit(k, f"upd-calib-{seed}"))}
+    if split == "val":
+        return val
+    if split == "calib":
+        return calib
+    return {k for k in rest if k not in calib}
 
 
 def is_test(key: str, fraction: float = 0.2, seed: int = 0) -> bool:
@@ -338,9 +363,7 @@ class FileDataset(BaseDataset):
 
 def take_split(records: Sequence[Record], split: str, *, val_fraction: float, seed: int,
                train_abnormal: bool = False) -> list[Record]:
-    """Train/val selection among TRAINING records (test records are chosen by the caller)."""
-    val = val_members([r.id for r in records if r.label == 0], val_fraction, seed)
-    if split == "val":
-        return [r for r in records if r.label == 0 and r.id in val]
+    """Train/val/calib selection among TRAINING records (test records are chosen by the caller)."""
+    part = normal_part([r.id for r in records if r.label == 0], split, val_fraction, seed)
     return [r for r in records
-            if (r.label == 0 and r.id not in val) or (train_abnormal and r.label == 1)]
+            if (r.label == 0 and r.id in part) or (split == "train" and train_abnormal and r.label == 1)]

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from .base import FileDataset, Record, check_fraction, val_members
+from .base import FileDataset, Record, check_fraction, normal_part
 
 SMALL = "CheXpert-v1.0-small"
 _NON_FINDINGS = {"path", "sex", "age", "frontal/lateral", "ap/pa", "no finding", "support devices"}
@@ -133,10 +133,14 @@ class CheXpertDataset(FileDataset):
 
     def _train_val(self, train: list[str], val: list[str] | None) -> list[str]:
         if val is not None:
+            if self.split == "val":
+                return val
             vs = set(val)
-            return val if self.split == "val" else [r for r in train if r not in vs]
-        chosen = val_members(train, self.val_fraction, self.seed)
-        return [r for r in train if (r in chosen) == (self.split == "val")]
+            rest = [r for r in train if r not in vs]
+            chosen = normal_part(rest, self.split, 0.0, self.seed)  # calib from the rest
+            return [r for r in rest if r in chosen]
+        chosen = normal_part(train, self.split, self.val_fraction, self.seed)
+        return [r for r in train if r in chosen]
 
     # -- sources
     def _find(self, *names: str) -> Path | None:

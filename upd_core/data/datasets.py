@@ -18,6 +18,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import DataError
 from .base import BaseDataset, child_dir, has_image_files, require_dir, subdirs
 from .chexpert import SMALL, CheXpertDataset
@@ -144,3 +146,34 @@ def open_dataset(root: str | os.PathLike, layout: str = "auto", split: str = "tr
         if "unexpected keyword argument" in str(e):
             raise DataError(f"layout {layout!r} does not take that option ({e})") from None
         raise
+
+
+def load_split(data: str | os.PathLike, layout: str = "auto", split: str = "train", size: int = 128,
+               limit: int | None = None, stratified: bool = False):
+    """Decode one split of a data set (folder path or short name) into arrays, once (cached).
+
+    Returns ``(root, images (N,S,S), labels (N,), masks (N,S,S) or None, ids)``. `limit` keeps the
+    first N images; with `stratified=True` it keeps the same share of normal and abnormal images.
+    """
+    from ..paths import resolve_dataset
+    from .cache import load_arrays
+
+    root = resolve_dataset(data)
+    ds = open_dataset(root, layout=layout, split=split, size=size)
+    images, labels, masks, ids = load_arrays(ds)
+    if limit:
+        if stratified and len(np.unique(labels)) > 1:
+            keep = _stratified_indices(labels, limit)
+        else:
+            keep = np.arange(min(limit, len(labels)))
+        images, labels, ids = images[keep], labels[keep], [ids[i] for i in keep]
+        masks = None if masks is None else masks[keep]
+    return root, images, labels, masks, ids
+
+
+def _stratified_indices(labels: np.ndarray, limit: int) -> np.ndarray:
+    """The first images of each class in proportion to the class sizes (at least one each)."""
+    classes, counts = np.unique(labels, return_counts=True)
+    share = np.maximum(1, np.round(limit * counts / counts.sum()).astype(int))
+    keep = [np.flatnonzero(labels == c)[:k] for c, k in zip(classes, share)]
+    return np.sort(np.concatenate(keep))

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..errors import DataError, ImageError
 from ..imaging import load_volume
-from .base import (BaseDataset, Sample, check_fraction, is_nifti, is_test, rel_id, val_members,
+from .base import (BaseDataset, Sample, check_fraction, is_nifti, is_test, normal_part, rel_id,
                    resize_mask, resize_plane)
 
 # (image pattern, mask pattern or None)
@@ -218,8 +218,8 @@ class VolumeSliceDataset(BaseDataset):
             vols = [v for v in vols if v not in test]
         elif self.split == "test":
             return vols
-        chosen = val_members([v.id for v in vols], self.val_fraction, self.seed)
-        return [v for v in vols if (v.id in chosen) == (self.split == "val")]
+        chosen = normal_part([v.id for v in vols], self.split, self.val_fraction, self.seed)
+        return [v for v in vols if v.id in chosen]
 
     # -- slices (needs decoding every volume once)
     def _load(self, vi: int) -> tuple[np.ndarray, np.ndarray | None]:

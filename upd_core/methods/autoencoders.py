@@ -149,6 +149,8 @@ class VAE(ReconstructionDetector):
         self._variant = name or "rec"
 
     def reference_scores(self) -> torch.Tensor | None:
+        if self.calib_scores.numel():  # calibrated: every variant has its own reference scores
+            return super().reference_scores()
         # validation scores were stored for the default ('rec') scoring only
         return super().reference_scores() if self.variant == "rec" else None
 

@@ -140,6 +140,8 @@ class CEVAE(RepresentationDensityMixin, VAE):
             self._default_scoring if name is None else SCORE_VARIANTS[name])
 
     def reference_scores(self) -> torch.Tensor | None:
+        if self.calib_scores.numel():  # calibrated: every variant has its own reference scores
+            return super().reference_scores()
         if not self._uses_heads() and (self.config.score_kind, self.config.image_score) != self._default_scoring:
             return None  # validation scores were stored for the default scoring only
         return super().reference_scores()

@@ -242,6 +242,8 @@ class RepresentationDensityMixin:
 
     def reference_scores(self) -> torch.Tensor | None:
         """Normal validation scores matching the current head (None when unknown)."""
+        if self.calib_scores.numel():  # calibrated: every variant has its own reference scores
+            return super().reference_scores()
         if not self._score_uses_density() or self.density == self.config.density:
             return self.val_scores if self.val_scores.numel() else None
         if self.val_scores_all.numel() and self._score_is_nll():
@@ -370,7 +372,7 @@ def derive(source: str, method: str, out: str, checkpoint_id: str | None = None,
     with other scoring settings (e.g. cradl -> cradl-gmm4, cevae -> radl). Validation scores are
     recomputed on the validation split of `data`, so percentiles stay honest."""
     from ..checkpoint import load_detector, load_state, read_config, save_checkpoint
-    from ..cli import _load_split
+    from ..data import load_split
     from ..registry import get_method
 
     src = load_detector(source, device="cpu")
@@ -384,7 +386,7 @@ def derive(source: str, method: str, out: str, checkpoint_id: str | None = None,
     values.update(overrides or {})
     det = cls(cls.Config(**values), image_size=src.image_size)
     load_state(det, src.state_dict())
-    _, x_val, _, _, _ = _load_split(data, layout, "val", det.image_size)
+    _, x_val, _, _, _ = load_split(data, layout, "val", det.image_size)
     if calibrate and isinstance(det, RepresentationDensityMixin):
         det.calibrate(x_val)
     det.val_scores = torch.as_tensor(det.predict(x_val).score, dtype=torch.float32)
@@ -397,12 +399,12 @@ def derive(source: str, method: str, out: str, checkpoint_id: str | None = None,
 def calibrate_checkpoint(checkpoint: str, data: str = "kermany", layout: str = "auto") -> None:
     """Add the validation NLL of every density head to a trained checkpoint (re-saved in place)."""
     from ..checkpoint import load_detector, save_checkpoint
-    from ..cli import _load_split
+    from ..data import load_split
 
     det = load_detector(checkpoint, device="cpu")
     if not isinstance(det, RepresentationDensityMixin):
         raise SystemExit(f"{det.method} has no density heads to calibrate")
-    _, x_val, _, _, _ = _load_split(data, layout, "val", det.image_size)
+    _, x_val, _, _, _ = load_split(data, layout, "val", det.image_size)
     det.calibrate(x_val)
     save_checkpoint(det, det.checkpoint_dir)
 

@@ -166,6 +166,9 @@ class MorphAEusConfig(ReconstructionConfig):
     deform_layers: int = 3
     alpha: float = 0.05  # Eq. 1: weight of the perceptual loss
     perceptual: str = "auto"  # backend request, see upd_core.perceptual.PerceptualLoss
+    # The self-supervised encoder behind "domain-ssl" (checkpoint id or folder; "" = the shipped
+    # cradl-kermany-128). The campaign sets it to the CRADL encoder trained on the same data.
+    perceptual_encoder: str = ""
     perceptual_used: str = ""  # filled in at training time: the backend actually used (for the card)
     lncc_window: int = 9  # VoxelMorph's default window for the local NCC in Eq. 2
     # Eq. 2: beta rises linearly from 1e-3 to 3 (Sec. 3). The paper does not give the length of the
@@ -222,7 +225,7 @@ class MorphAEus(ReconstructionDetector):
     def _pl(self) -> PerceptualLoss:
         pl = self.__dict__.get("_perceptual_loss")
         if pl is None:
-            pl = PerceptualLoss(self.config.perceptual)
+            pl = PerceptualLoss(self.config.perceptual, self.config.perceptual_encoder)
             object.__setattr__(self, "_perceptual_loss", pl)  # not a submodule: never saved with the weights
             self.config.perceptual_used = pl.resolve()
         return pl

@@ -1,0 +1,309 @@
+"""The training campaign: every shipped checkpoint's recipe, trained one at a time, resumable.
+
+    python -m upd_core campaign run [--only ID ...] [--data kermany] [--device cuda]
+    python -m upd_core campaign status [--data ...]
+
+The recipes below are data, not scripts: method, config overrides, a stated epoch cap when the
+paper's maximum cannot be afforded, seeds, and what a recipe needs first (MorphAEus' perceptual
+backend is the CRADL encoder trained on the *same* data). `run` works through the queue: each
+training runs as `python -m upd_core train ... --resume` in a subprocess under `nice`, with its
+state in `runs/campaign/<data>/<id>/` (an ignored folder), so a kill or a machine change loses at
+most the current epoch. A finished training is evaluated (test split + synthetic lesions) and,
+for the Kermany data and seed 0, staged into `checkpoints/` (intermediate weights never are).
+Other seeds are evaluated and their evaluation records staged beside the shipped seed
+(`checkpoints/<id>/seeds/seed<k>.json`), so tables can give mean ± std over seeds.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import UPDError
+from .paths import REPO_ROOT, dataset_name, resolve_dataset
+
+# The papers train "up to 1000 epochs" with early stopping after 25 epochs without improvement
+# (MorphAEus appendix A.1). This machine cannot afford 1000 CPU epochs per method, so the campaign
+# states a cap of 100 epochs where the paper's maximum is higher (issue 14 accepts >= 100); a run
+# that hits it is labelled "not converged" everywhere.
+EPOCH_CAP = 100
+SHIPPED_DATA = "cxr-kermany"  # only trainings on this data set are staged into checkpoints/
+PIXEL_LESIONS = 100  # synthetic-lesion images for the pixel metrics of every evaluation
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one shipped checkpoint is trained. `sets` are `--set key=value` config overrides."""
+
+    method: str
+    sets: tuple[str, ...] = ()
+    cap_epochs: int | None = EPOCH_CAP
+    batch_size: int | None = None
+    seeds: tuple[int, ...] = (0,)
+    needs: tuple[str, ...] = ()  # methods whose seed-0 checkpoint must exist first
+    derive: str | None = None  # a derived checkpoint made from this one (RADL from the ceVAE)
+    why: str = ""  # the reason for every departure from the paper (shown in `status --long`)
+
+
+# Order: what the comparisons need most first (the encoder MorphAEus depends on, then the
+# MorphAEus paper's Table 2, then the other families).
+RECIPES: tuple[Recipe, ...] = (
+    Recipe("cradl", cap_epochs=None,
+           why="CRADL Sec. 4.3: 100 epochs, cosine schedule with 10 warm-up epochs (the paper's rule)"),
+    Recipe("vae", seeds=(0, 1, 2)),
+    Recipe("spatial-ae", seeds=(0, 1, 2)),
+    Recipe("morphaeus", sets=("beta_ramp_epochs=50",), needs=("cradl",), seeds=(0, 1, 2),
+           why="beta ramp over 50 epochs instead of the authors' 200, so that it completes under the cap"),
+    Recipe("dae", seeds=(0, 1, 2)),
+    Recipe("dense-ae"),
+    Recipe("beta-vae", sets=("c_ramp_epochs=50",), why="capacity ramp over 50 epochs (fits the cap)"),
+    Recipe("aae"),
+    Recipe("soft-intro-vae"),
+    Recipe("morphaeus-no-warp", sets=("beta_ramp_epochs=50",), needs=("cradl",)),
+    Recipe("morphaeus-no-warp-no-pl", sets=("beta_ramp_epochs=50",)),
+    Recipe("cevae", cap_epochs=None, derive="radl"),
+    Recipe("pii", cap_epochs=None),
+    Recipe("fpi", cap_epochs=None),
+    *(Recipe(f"ae-latent-{side}") for side in (32, 16, 8, 4, 1)),
+)
+
+
+def recipe_for(method: str) -> Recipe:
+    for r in RECIPES:
+        if r.method == method:
+            return r
+    raise UPDError(f"no campaign recipe for {method!r} (recipes: {', '.join(r.method for r in RECIPES)})")
+
+
+def run_id(method: str, data_name: str, seed: int, size: int = 128) -> str:
+    base = f"{method}-{data_name.replace('cxr-', '')}-{size}"
+    return base if seed == 0 else f"{base}-seed{seed}"
+
+
+@dataclass
+class Job:
+    recipe: Recipe
+    seed: int
+    data: str
+    data_name: str
+    root: Path  # runs/campaign/<data_name>
+
+    @property
+    def id(self) -> str:
+        return run_id(self.recipe.method, self.data_name, self.seed)
+
+    @property
+    def out(self) -> Path:
+        return self.root / self.id
+
+    def state(self) -> str:
+        if (self.out / "evaluation.json").exists():
+            return "done"
+        if (self.out / "config.json").exists():
+            return "trained"
+        if (self.out / "train_state" / "state.json").exists():
+            return "running" if _lock_held(self.root) else "interrupted"
+        return "queued"
+
+
+def campaign_root(data_name: str) -> Path:
+    return Path(os.environ.get("UPD_RUNS", REPO_ROOT / "runs")) / "campaign" / data_name
+
+
+def jobs(data: str = "kermany", only: list[str] | None = None, seeds: bool = True) -> list[Job]:
+    """The queue for a data set, in order; `only` keeps the given method ids."""
+    name = dataset_name(resolve_dataset(data))
+    if only:
+        unknown = sorted(set(only) - {r.method for r in RECIPES})
+        if unknown:
+            raise UPDError(f"--only: no recipe for {', '.join(unknown)} "
+                           f"(recipes: {', '.join(r.method for r in RECIPES)})")
+    chosen = [r for r in RECIPES if not only or r.method in only]
+    out = [Job(r, 0, data, name, campaign_root(name)) for r in chosen]  # every seed 0 first
+    if seeds:
+        out += [Job(r, s, data, name, campaign_root(name)) for r in chosen for s in r.seeds[1:]]
+    return out
+
+
+def _lock_held(root: Path) -> bool:
+    path = root / ".lock"
+    if not path.exists():
+        return False
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
+
+
+def _run(cmd: list[str], log: Path, nice: int) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as f:
+        f.write(f"\n$ {' '.join(cmd)}\n")
+        f.flush()
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+                              preexec_fn=(lambda: os.nice(nice)) if nice else None)
+    if proc.returncode != 0:
+        raise UPDError(f"command failed (exit {proc.returncode}): {' '.join(cmd)} — see {log}")
+
+
+def train_command(job: Job, device: str | None = None) -> list[str]:
+    r = job.recipe
+    cmd = [sys.executable, "-m", "upd_core", "train", "--method", r.method, "--data", job.data,
+           "--size", "128", "--id", job.id, "--out", str(job.out), "--seed", str(job.seed), "--quiet"]
+    if (job.out / "train_state" / "state.json").exists():
+        cmd.append("--resume")
+    if r.cap_epochs is not None:
+        cmd += ["--epochs", str(r.cap_epochs)]
+    if r.batch_size is not None:
+        cmd += ["--batch-size", str(r.batch_size)]
+    for s in r.sets:
+        cmd += ["--set", s]
+    if "cradl" in r.needs:  # the perceptual backend: the CRADL encoder trained on the same data
+        cmd += ["--set", f"perceptual_encoder={job.root / run_id('cradl', job.data_name, 0)}"]
+    if device:
+        cmd += ["--device", device]
+    return cmd
+
+
+def stage(job: Job, checkpoints: Path | None = None) -> Path | None:
+    """Copy a finished, evaluated seed-0 Kermany run into checkpoints/ (other seeds: their
+    evaluation record only). Returns what was written, None when nothing is staged."""
+    from .checkpoint import checkpoints_root, refresh
+
+    if job.data_name != SHIPPED_DATA or job.state() != "done":
+        return None
+    dest_root = checkpoints or checkpoints_root()
+    base = run_id(job.recipe.method, job.data_name, 0)
+    if job.seed != 0:
+        dest = dest_root / base / "seeds" / f"seed{job.seed}.json"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(job.out / "evaluation.json", dest)
+        return dest
+    dest = dest_root / base
+    seeds_dir = dest / "seeds"
+    keep = None
+    if seeds_dir.is_dir():  # seed records staged earlier survive a re-stage of seed 0
+        keep = Path(job.root / ".seeds-keep")
+        shutil.rmtree(keep, ignore_errors=True)
+        shutil.copytree(seeds_dir, keep)
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(job.out, dest, ignore=shutil.ignore_patterns("train_state", "*.tmp", "*.log"))
+    if keep is not None:
+        shutil.copytree(keep, seeds_dir)
+        shutil.rmtree(keep, ignore_errors=True)
+    refresh(dest)
+    return dest
+
+
+def run(data: str = "kermany", only: list[str] | None = None, device: str | None = None,
+        nice: int = 10, max_hours: float | None = None, seeds: bool = True, do_stage: bool = True,
+        say=print) -> list[Job]:
+    """Work through the queue (see the module docstring). Returns the jobs it finished."""
+    queue = jobs(data, only, seeds)
+    root = queue[0].root if queue else campaign_root(dataset_name(resolve_dataset(data)))
+    root.mkdir(parents=True, exist_ok=True)
+    lock = open(root / ".lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise UPDError(f"another campaign is running on {root} (one training at a time)") from None
+    t0, finished = time.time(), []
+    try:
+        for job in queue:
+            if max_hours is not None and time.time() - t0 > 3600 * max_hours:
+                say(f"stopping: --max-hours {max_hours} reached")
+                break
+            missing = [m for m in job.recipe.needs
+                       if not (root / run_id(m, job.data_name, 0) / "config.json").exists()]
+            if missing:
+                say(f"skip {job.id}: needs {', '.join(missing)} first")
+                continue
+            log = job.out.with_suffix(".log")
+            if job.state() in ("queued", "interrupted"):
+                say(f"{time.strftime('%H:%M:%S')} train {job.id}  (log {log})")
+                _run(train_command(job, device), log, nice)
+            if job.state() == "trained":
+                say(f"{time.strftime('%H:%M:%S')} evaluate {job.id}")
+                cmd = [sys.executable, "-m", "upd_core", "evaluate", "--checkpoint", str(job.out),
+                       "--data", data, "--synthetic-lesions", str(PIXEL_LESIONS)]
+                _run(cmd + (["--device", device] if device else []), log, nice)
+            if job.recipe.derive and job.seed == 0:
+                _derive(job, data, log, nice)
+            if do_stage:
+                where = stage(job)
+                if where:
+                    say(f"staged {job.id} -> {where}")
+            finished.append(job)
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+    return finished
+
+
+def _derive(job: Job, data: str, log: Path, nice: int) -> None:
+    """A derived checkpoint (RADL: density heads on the ceVAE's representations), evaluated."""
+    method = job.recipe.derive
+    assert method is not None
+    dj = Job(Recipe(method, cap_epochs=None), 0, job.data, job.data_name, job.root)
+    if dj.state() == "done":
+        return
+    if dj.state() != "trained":
+        _run([sys.executable, "-m", "upd_core.methods.cradl", "derive", "--source", str(job.out),
+              "--method", method, "--out", str(dj.out), "--id", dj.id, "--data", data], log, nice)
+    _run([sys.executable, "-m", "upd_core", "evaluate", "--checkpoint", str(dj.out), "--data", data,
+          "--synthetic-lesions", str(PIXEL_LESIONS)], log, nice)
+    if job.data_name == SHIPPED_DATA:
+        stage(dj)
+
+
+def _record(job: Job) -> dict[str, Any]:
+    """Training record of a job: the finished config's, else the live training state's."""
+    for path, key in ((job.out / "config.json", "training"), (job.out / "train_state" / "state.json", "record")):
+        try:
+            return json.loads(path.read_text()).get(key, {})
+        except (OSError, ValueError):
+            continue
+    return {}
+
+
+def status_rows(data: str = "kermany", only: list[str] | None = None) -> list[dict[str, Any]]:
+    from .training import stop_label
+
+    rows = []
+    for job in jobs(data, only):
+        rec, st = _record(job), job.state()
+        auroc = None
+        if st == "done":
+            try:
+                auroc = json.loads((job.out / "evaluation.json").read_text()).get("auroc")
+            except (OSError, ValueError):
+                pass
+        cap = job.recipe.cap_epochs
+        rows.append({
+            "checkpoint": job.id, "state": st, "epochs": rec.get("epochs", 0),
+            "limit": f"cap {cap}" if cap else "paper's max",
+            "best_val_loss": rec.get("best_val_loss"),
+            "converged": stop_label(rec) if st in ("trained", "done") else "–",
+            "minutes": round(rec.get("seconds", 0.0) / 60, 1), "auroc": auroc})
+    return rows
+
+
+def format_status(rows: list[dict[str, Any]]) -> str:
+    head = ("checkpoint", "state", "epochs", "limit", "best val loss", "converged?", "min", "AUROC")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        bvl = "–" if r["best_val_loss"] in (None, float("inf")) else f"{r['best_val_loss']:.5g}"
+        auc = "–" if r["auroc"] is None else f"{r['auroc']:.3f}"
+        lines.append(f"| `{r['checkpoint']}` | {r['state']} | {r['epochs']} | {r['limit']} | {bvl} | "
+                     f"{r['converged']} | {r['minutes']} | {auc} |")
+    return "\n".join(lines)
