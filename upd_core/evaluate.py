@@ -41,6 +41,16 @@ def synthetic_pixel_eval(det: Detector, normal_images: np.ndarray, n: int, seed:
     return res
 
 
+def _image_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    """AUROC/AP/FPR95/FPR99 plus stratified-bootstrap 95 % CIs of AUROC and AP."""
+    return {**metrics.image_metrics(labels, scores), "ci95": metrics.bootstrap_ci(labels, scores)}
+
+
+def _calibration(det: Detector, normal_percentiles: np.ndarray) -> dict[str, Any]:
+    source = "calibration split" if det.calib_scores.numel() else "validation split (older checkpoint)"
+    return {**metrics.percentile_calibration(normal_percentiles), "reference": source}
+
+
 def evaluate(det: Detector, images: np.ndarray, labels: np.ndarray, masks: np.ndarray | None = None, *,
              split: str = "test", synthetic_lesions: int = 0, seed: int = 0) -> dict[str, Any]:
     """Evaluate a detector on labelled images (0 normal, 1 abnormal); returns a JSON-able dict."""
@@ -52,12 +62,14 @@ def evaluate(det: Detector, images: np.ndarray, labels: np.ndarray, masks: np.nd
     res: dict[str, Any] = {
         "method": det.method, "split": split, "n_normal": int((labels == 0).sum()),
         "n_abnormal": int((labels == 1).sum()),
-        "image": metrics.image_metrics(labels, pred.score),
+        "image": _image_metrics(labels, pred.score),
         "floors": metrics.intensity_floors(images, labels),
         "score_reduction": det.config.score_reduction,
         "inference_images_per_second": round(len(images) / max(seconds, 1e-9), 1),
         "device": str(det.device),
     }
+    if pred.percentile is not None:  # do calibration percentiles transfer to normal test images?
+        res["calibration"] = _calibration(det, pred.percentile[labels == 0])
     if getattr(det.config, "perceptual_used", ""):  # the perceptual backend actually used (never a random one)
         res["perceptual_backend"] = det.config.perceptual_used
     normal = labels == 0
@@ -81,7 +93,9 @@ def evaluate(det: Detector, images: np.ndarray, labels: np.ndarray, masks: np.nd
                     continue
                 det.set_variant(name)
                 p = det.predict(images)
-                entry: dict[str, Any] = {"image": metrics.image_metrics(labels, p.score)}
+                entry: dict[str, Any] = {"image": _image_metrics(labels, p.score)}
+                if p.percentile is not None:
+                    entry["calibration"] = _calibration(det, p.percentile[labels == 0])
                 if has_masks:
                     entry["pixel"] = {**metrics.pixel_metrics(masks, p.anomaly_map), "protocol": "ground-truth masks"}
                 elif synthetic_lesions > 0:

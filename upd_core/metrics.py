@@ -81,3 +81,39 @@ def intensity_floors(images: np.ndarray, labels: np.ndarray) -> dict[str, dict]:
         sign = "higher is abnormal" if auc >= 0.5 else "lower is abnormal"
         out[name] = {"auroc": max(auc, 1 - auc), "sign": sign}
     return out
+
+
+def bootstrap_ci(labels: np.ndarray, scores: np.ndarray, n_boot: int = 1000, seed: int = 0,
+                 level: float = 0.95) -> dict[str, list[float]]:
+    """Percentile-bootstrap confidence intervals of AUROC and AP.
+
+    Resamples normal and abnormal images separately (stratified), so every replicate has both
+    classes; `n_boot` replicates, fixed `seed`: the same inputs always give the same interval.
+    """
+    labels, scores = _check(labels, scores)
+    rng = np.random.default_rng(seed)
+    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    aucs, aps = np.empty(n_boot), np.empty(n_boot)
+    for b in range(n_boot):
+        idx = np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)])
+        aucs[b] = roc_auc_score(labels[idx], scores[idx])
+        aps[b] = average_precision_score(labels[idx], scores[idx])
+    q = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
+    return {"auroc": [float(v) for v in np.percentile(aucs, q)], "ap": [float(v) for v in np.percentile(aps, q)],
+            "n_boot": n_boot, "level": level}
+
+
+def percentile_calibration(percentiles: np.ndarray, bins: int = 10) -> dict[str, object]:
+    """How normal test images fall on the calibration percentiles: ideally uniform.
+
+    Returns the share of images per decile bin and the largest gap between the empirical CDF and
+    the uniform one (Kolmogorov-Smirnov statistic).
+    """
+    p = np.sort(np.clip(np.asarray(percentiles, dtype=np.float64).ravel(), 0, 100)) / 100.0
+    if p.size == 0:
+        raise ValueError("no percentiles given")
+    hist, _ = np.histogram(p, bins=bins, range=(0, 1))
+    n = p.size
+    ks = float(np.max(np.maximum(np.arange(1, n + 1) / n - p, p - np.arange(n) / n)))
+    return {"bin_shares": (hist / n).round(4).tolist(), "ks": round(ks, 4), "n": int(n),
+            "median_percentile": float(np.median(p) * 100)}
