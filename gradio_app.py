@@ -26,7 +26,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
 import upd_core  # noqa: E402
-from upd_core import app_support as sup  # noqa: E402
+from upd_core.app import analysis, cells, views  # noqa: E402
 from upd_core.errors import CheckpointError, ImageError  # noqa: E402
 
 MAX_FILE_SIZE = "50mb"
@@ -40,7 +40,7 @@ def _detector(checkpoint_id: str, root: str):
 
 def checkpoint_choices() -> list[tuple[str, str]]:
     """(label, id) of the available checkpoints, main methods first."""
-    return [(f"{v.title} ({v.id})", v.id) for v in sup.checkpoint_views()]
+    return [(v.label, v.id) for v in views.checkpoint_views()]
 
 
 def _read(file: Any) -> tuple[bytes, str]:
@@ -55,7 +55,7 @@ def _read(file: Any) -> tuple[bytes, str]:
 
 def predict(file: Any, checkpoint: str) -> tuple[np.ndarray, float, float | None, dict[str, Any]]:
     """Heatmap overlay (H,W,3 uint8), score, percentile vs normal validation images, a small report."""
-    known = {v.id for v in sup.checkpoint_views()}
+    known = {v.id for v in views.checkpoint_views()}
     if checkpoint not in known:
         raise gr.Error(f"Unknown checkpoint {checkpoint!r}; choose one of: {', '.join(sorted(known)) or 'none'}")
     data, name = _read(file)
@@ -67,17 +67,17 @@ def predict(file: Any, checkpoint: str) -> tuple[np.ndarray, float, float | None
         det = _detector(checkpoint, str(upd_core.checkpoint.checkpoints_root()))
     except CheckpointError as exc:
         raise gr.Error(str(exc)) from None
-    res = sup.run_detector(det, image, checkpoint)
+    res = analysis.run_detector(det, image, checkpoint)
     if res.error:
         raise gr.Error(res.error)
-    ood = sup.ood_check([res], sup.domain_probability(image))
+    ood = analysis.ood_check([res], analysis.domain_probability(image))
     report = {**res.summary(), "input": name, "out_of_distribution": ood.level, "message": ood.message,
               "note": "research / teaching software, not a medical device"}
-    return sup.heatmap_overlay(image, res.anomaly_map), res.score, res.percentile, report
+    return cells.output_cell(image, res, "heatmap").image, res.score, res.percentile, report
 
 
 def build() -> gr.Blocks:
-    sup.configure_threads()
+    views.configure_threads()
     choices = checkpoint_choices()
     with gr.Blocks(title="UPD explorer — heatmap demo", analytics_enabled=False) as demo:
         gr.Markdown("## UPD explorer: unsupervised pathology detection heatmap\n"

@@ -8,7 +8,8 @@ cold start < 15 s.
 
 Measured:
 * warm_upload_core_s: what the Upload page computes for one uploaded PNG once the models are
-  loaded (decode + every checkpoint's predict + heatmap PNGs + OOD check), median of repeats, for
+  loaded (decode + every checkpoint's predict + the result cells and their heatmap PNGs + OOD
+  check), median of repeats, for
   (a) the page's default selection and (b) every single-pass checkpoint (no gradient maps).
 * model_load_s: loading all those checkpoints once (sha256 check + safetensors), i.e. the first
   upload's extra cost.
@@ -36,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import upd_core  # noqa: E402
-from upd_core import app_support as sup  # noqa: E402
+from upd_core.app import analysis, cells, views  # noqa: E402
 
 
 def test_png(seed: int = 0) -> bytes:
@@ -55,10 +56,13 @@ def core_upload(ids: list[str], repeats: int) -> dict:
     def once(blob: bytes) -> float:
         t = time.perf_counter()
         img = upd_core.load_image(blob, size=128)
-        results = sup.run_checkpoints(img, ids, dets.__getitem__)
-        for r in results:
-            sup.heatmap_png(img, r.anomaly_map)
-        sup.ood_check(results, sup.domain_probability(img))
+        results = analysis.run_checkpoints(img, ids, dets.__getitem__)
+        grid = cells.result_grid(img, results, cells.UPLOAD_COLUMNS)
+        for row in grid.rows:  # the PNG downloads, encoded from the cells shown
+            for cell in row.cells:
+                if cell.download:
+                    cell.png()
+        analysis.ood_check(results, analysis.domain_probability(img))
         return time.perf_counter() - t
 
     once(data[0])  # warm-up (first call allocates, JIT-free but caches kernels)
@@ -123,15 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-browser", action="store_true")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "bench_app.json"))
     args = ap.parse_args(argv)
-    sup.configure_threads()  # as the app does
-    views = sup.checkpoint_views()
-    if not views:
+    views.configure_threads()  # as the app does
+    found = views.checkpoint_views()
+    if not found:
         print("no checkpoints found; train some or set UPD_CHECKPOINTS", file=sys.stderr)
         return 1
-    single = [v.id for v in views if not v.needs_grad]
-    default = sup.default_selection(views, 99)
+    single = [v.id for v in found if not v.needs_grad]
+    default = views.default_selection(found, 99)
     res: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                             "torch_threads": __import__("torch").get_num_threads(), "device": sup.device_summary()},
+                             "torch_threads": __import__("torch").get_num_threads(), "device": views.device_summary()},
                  "upload_page_default": core_upload(default, args.repeats),
                  "all_single_pass": core_upload(single, args.repeats)}
     if not args.no_browser:

@@ -1,36 +1,100 @@
-"""UI pieces shared by the pages: cached model loading, the image picker, result cells.
-
-UI only: every computation is a call into upd_core (mostly upd_core.app_support).
+"""What every page shares: the page list and preamble, cached model loading, the image picker and
+the layout of cells. UI only: every computation is a call into upd_core.app.
 """
 from __future__ import annotations
 
 import hashlib
+import runpy
+import threading
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import streamlit as st
 
 import upd_core
-from upd_core import app_support as sup
+from upd_core.app import analysis, demo_set, folders, views
+from upd_core.app.analysis import MethodResult, OODReport
+from upd_core.app.cells import Cell, ResultGrid
 from upd_core.checkpoint import checkpoints_root
 from upd_core.errors import CheckpointError, DataError, ImageError
-from upd_core.visualize import colorize, overlay
 
-# Streamlit runs the files of a `pages/` folder directly ("multipage v1") when a page URL is opened
-# before app.py has ever run in this server process; app.py's st.navigation then switches the
-# process to navigation mode. Do that switch here too and rerun, so a direct link to any page gets
-# the app's navigation, layout and sidebar.
-try:
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-except ImportError:  # a Streamlit without this internal: nothing to fix
-    pass
-
-sup.configure_threads()  # 1 torch thread unless UPD_APP_THREADS says otherwise (see app_support)
+views.configure_threads()  # 1 torch thread unless UPD_APP_THREADS says otherwise (see upd_core.app.views)
+APP = Path(__file__).resolve().parent.parent / "app.py"  # the entry point
 SIZE = 128  # images are loaded at the shipped checkpoints' size; predict() resizes for others
 
+# (file in pages/, title, icon, URL path, what the page shows): the navigation and Home's overview.
+PAGES = (
+    ("home.py", "Home", ":material/home:", "home", ""),
+    ("compare.py", "Compare", ":material/compare:", "compare",
+     "one image, many methods side by side: reconstruction, prior, warped prior, deformation, residual, heatmap, "
+     "score and percentile"),
+    ("upload.py", "Upload", ":material/upload_file:", "upload",
+     "your own PNG/JPEG/TIFF/BMP/DICOM/NIfTI image: heatmaps, scores, an out-of-distribution check, PNG and JSON "
+     "downloads"),
+    ("tails.py", "Tails", ":material/area_chart:", "tails",
+     "score distributions of normal vs abnormal images, ROC/PR curves, best, average and worst cases "
+     "(MorphAEus Fig. 6b)"),
+    ("myth.py", "Myth", ":material/science:", "myth",
+     "what auto-encoders really learn: reconstructions of other domains and the curse of resolution "
+     "(MorphAEus Table 1, Fig. 5)"),
+    ("lesion_lab.py", "Lesion lab", ":material/target:", "lesion_lab",
+     "add a synthetic lesion and watch every map; Dice over lesion size × intensity (UPD study Fig. 2)"),
+    ("benchmarks.py", "Benchmarks", ":material/table_chart:", "benchmarks",
+     "the evaluation of every shipped checkpoint, intensity floors first, papers' numbers beside them"),
+)
+
+
+def app_pages() -> list[Any]:
+    """The pages for st.navigation, Home first (the default page, served at '/')."""
+    return [st.Page(f"pages/{file}", title=title, icon=icon, url_path=url, default=url == "home")
+            for file, title, icon, url, _ in PAGES]
+
+
+# ---------------------------------------------------------------- the frame around every page
+
+_FRAME = threading.local()  # set while app.py runs a page (each script run has its own thread)
+
+
+def run_page(page: Any) -> None:
+    """Run the page st.navigation chose, marked as started by app.py."""
+    _FRAME.active = True
+    try:
+        page.run()
+    finally:
+        _FRAME.active = False
+
+
+def _enter_app() -> None:
+    """Make sure this page runs inside app.py.
+
+    A folder named pages/ next to app.py is also Streamlit's legacy multipage folder: until some
+    session has called st.navigation, Streamlit runs a pages/ file on its own when its URL is
+    opened (a direct link right after the server started, or every run under streamlit.testing).
+    Then this runs the entry point instead, in the same script run (widget events included):
+    app.py calls st.navigation, which switches the server to it for good (as Streamlit documents),
+    and runs this URL's page inside its frame; this stand-alone run of the page ends there.
+    """
+    if getattr(_FRAME, "active", False):
+        return
+    runpy.run_path(str(APP), run_name="__main__")
+    st.stop()
+
+
+def page_start(title: str, intro: str, need_checkpoints: bool = True) -> list[views.CheckpointView]:
+    """The top of every page: title and introduction; returns the available checkpoints and, when
+    the page needs some and there are none, says how to get them and stops the page."""
+    _enter_app()
+    st.title(title)
+    st.markdown(intro)
+    found = checkpoint_views()
+    if need_checkpoints and not found:
+        no_checkpoints_message()
+        st.stop()
+    return found
+
+
+# ---------------------------------------------------------------- cached loading
 
 def _root_key() -> str:
     """Cache key of the checkpoint folder (its manifest's path and modification time)."""
@@ -40,11 +104,11 @@ def _root_key() -> str:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _views(root_key: str) -> list[sup.CheckpointView]:
-    return sup.checkpoint_views()
+def _views(root_key: str) -> list[views.CheckpointView]:
+    return views.checkpoint_views()
 
 
-def checkpoint_views() -> list[sup.CheckpointView]:
+def checkpoint_views() -> list[views.CheckpointView]:
     """Available checkpoints (re-read when the manifest changes)."""
     try:
         return _views(_root_key())
@@ -64,29 +128,30 @@ def detector(checkpoint_id: str):
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def demo_items() -> list[sup.DemoItem]:
-    return sup.demo_items()
+def demo_items() -> list[demo_set.DemoItem]:
+    return demo_set.demo_items()
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def demo_image(demo_id: str, size: int = SIZE) -> np.ndarray:
-    return sup.demo_image(demo_id, size)
+    return demo_set.demo_image(demo_id, size)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def folder_files(root: str) -> list[str]:
-    return sup.list_folder_images(sup.safe_folder(root))
+    return folders.list_folder_images(folders.safe_folder(root))
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def folder_image(root: str, rel: str, size: int = SIZE) -> np.ndarray:
-    return sup.read_folder_image(sup.safe_folder(root), rel, size)
+    return folders.read_folder_image(folders.safe_folder(root), rel, size)
 
 
-def page_header(title: str, intro: str) -> None:
-    st.title(title)
-    st.markdown(intro)
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
 
+
+# ---------------------------------------------------------------- inputs
 
 def no_checkpoints_message() -> None:
     st.warning("No trained checkpoints were found in "
@@ -94,26 +159,22 @@ def no_checkpoints_message() -> None:
                "(see the README) or set UPD_CHECKPOINTS to a folder of checkpoints.")
 
 
-def pick_checkpoints(key: str, views: list[sup.CheckpointView], default: list[str] | None = None,
+def pick_checkpoints(key: str, found: list[views.CheckpointView], default: list[str] | None = None,
                      label: str = "Methods (checkpoints)", help: str | None = None) -> list[str]:
     """Multiselect of checkpoint ids, labelled with method titles."""
-    by_id = {v.id: v for v in views}
+    by_id = {v.id: v for v in found}
     ids = list(by_id)
     dflt = [i for i in (default if default is not None else ids) if i in by_id]
-    titles = [v.title for v in views]
-    fmt = {v.id: v.title if titles.count(v.title) == 1 else v.label for v in views}
+    titles = [v.title for v in found]
+    fmt = {v.id: v.title if titles.count(v.title) == 1 else v.label for v in found}
     return st.multiselect(label, ids, default=dflt, key=key, format_func=fmt.__getitem__,
                           help=help or "Each checkpoint is one trained method; its id is on the Home page.")
 
 
-def default_checkpoints(views: list[sup.CheckpointView], n: int = 6) -> list[str]:
-    return sup.default_selection(views, n)
-
-
 def folder_input(key: str, help_extra: str = "") -> str | None:
     """A text box for a data folder (default: the data root's Kermany folder); None if unusable."""
-    dflt = sup.default_dataset_folder()
-    roots = ", ".join(f"`{r}`" for r in sup.allowed_roots())
+    dflt = folders.default_dataset_folder()
+    roots = ", ".join(f"`{r}`" for r in folders.allowed_roots())
     text = st.text_input("Dataset folder", value=str(dflt) if dflt else "", key=key,
                          help=f"Only folders under {roots} can be read (set UPD_DATA_ROOT or "
                               f"UPD_ALLOWED_DIRS to allow others). {help_extra}")
@@ -122,7 +183,7 @@ def folder_input(key: str, help_extra: str = "") -> str | None:
                 "or use the embedded demo images.")
         return None
     try:
-        return str(sup.safe_folder(text))
+        return str(folders.safe_folder(text))
     except DataError as exc:
         st.warning(str(exc))
         return None
@@ -135,7 +196,7 @@ def image_picker(key: str, sources: tuple[str, ...] = ("Demo set", "Dataset fold
     The first usable source in `sources` is preselected (a folder only when the data root exists);
     demo images of `prefer_domains` are listed first.
     """
-    usable = {"Demo set": bool(demo_items()), "Dataset folder": sup.default_dataset_folder() is not None,
+    usable = {"Demo set": bool(demo_items()), "Dataset folder": folders.default_dataset_folder() is not None,
               "Upload": True}
     first = next((i for i, s in enumerate(sources) if usable.get(s, True)), 0)
     src = st.radio("Image source", sources, horizontal=True, key=f"{key}_src", index=first)
@@ -144,11 +205,8 @@ def image_picker(key: str, sources: tuple[str, ...] = ("Demo set", "Dataset fold
         if not items:
             st.info("The embedded demo set is not available in this installation.")
             return None, ""
-        items = sorted(items, key=lambda it: (not sup.is_chest(it), it.domain not in prefer_domains))
-        by_id = {it.id: it for it in items}
-        did = st.selectbox("Demo image", list(by_id), key=f"{key}_demo",
-                           format_func=lambda i: f"{by_id[i].title} — {by_id[i].domain}" if by_id[i].domain
-                           else by_id[i].title)
+        by_id = {it.id: it for it in demo_set.picker_order(items, prefer_domains)}
+        did = st.selectbox("Demo image", list(by_id), key=f"{key}_demo", format_func=lambda i: by_id[i].label)
         st.caption(f"Provenance: {by_id[did].provenance or 'package data'}")
         try:
             return demo_image(did), f"demo:{did}"
@@ -167,11 +225,10 @@ def image_picker(key: str, sources: tuple[str, ...] = ("Demo set", "Dataset fold
         if not files:
             st.warning("No image files in that folder.")
             return None, ""
-        groups = sup.folder_groups(files)
+        groups = folders.folder_groups(files)
         c1, c2 = st.columns([2, 1])
         names = list(groups)
-        dflt = next((i for i, g in enumerate(names) if g.lower().endswith("test/normal")), 0)
-        group = c1.selectbox("Sub-folder", names, index=dflt, key=f"{key}_group",
+        group = c1.selectbox("Sub-folder", names, index=folders.default_group(names), key=f"{key}_group",
                              format_func=lambda g: f"{g} ({len(groups[g])} images)")
         idx = c2.number_input("Image number", 0, len(groups[group]) - 1, 0, key=f"{key}_idx")
         rel = groups[group][int(idx)]
@@ -191,100 +248,79 @@ def image_picker(key: str, sources: tuple[str, ...] = ("Demo set", "Dataset fold
         return None, ""
 
 
-def show_image(img: np.ndarray | None, caption: str | None = None) -> None:
-    if img is not None:
-        st.image(np.clip(img, 0, 1) if img.dtype != np.uint8 else img, caption=caption, width="stretch")
-
+# ---------------------------------------------------------------- laying out results
 
 def blank_cell(reason: str) -> None:
     st.markdown(f"<div style='min-height:4rem;color:#888;font-size:0.8rem;border:1px dashed #ccc;"
                 f"border-radius:6px;padding:0.4rem'>— {reason}</div>", unsafe_allow_html=True)
 
 
-def heat(img: np.ndarray, amap: np.ndarray) -> np.ndarray:
-    return overlay(img, amap)
+def show_cell(cell: Cell) -> None:
+    """A cell's picture with its caption, or its reason in a dashed box."""
+    if cell.image is None:
+        blank_cell(cell.reason)
+    else:
+        st.image(cell.image, caption=cell.caption or None, width="stretch")
 
 
-def colour(amap: np.ndarray, vmax: float | None = None) -> np.ndarray:
-    return colorize(amap, "inferno", vmax=vmax)
+def download_png(cell: Cell, key: str, help: str | None = None) -> None:
+    """The download button of a cell's picture, under the cell's file name."""
+    st.download_button("PNG", cell.png(), file_name=cell.download, mime="image/png", key=key, icon="⬇️", help=help)
 
 
-def percentile_text(p: float | None) -> str:
-    if p is None:
-        return "no normal validation scores stored"
-    return f"higher than {p:.1f} % of normal validation images"
-
-
-def score_block(res: sup.MethodResult) -> None:
+def score_block(res: MethodResult) -> None:
     """Score, percentile and timing of one result."""
     if res.error:
         st.error(res.error)
         return
     st.metric("Score", f"{res.score:.3g}", help="The method's image score (higher = more abnormal).")
-    st.caption(percentile_text(res.percentile))
+    st.caption(analysis.percentile_text(res.percentile))
     if res.percentile is not None:
         st.progress(min(1.0, max(0.0, res.percentile / 100)))
     st.caption(f"{res.seconds * 1000:.0f} ms")
 
 
-def content_hash(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
-def ood_banner(report: sup.OODReport) -> None:
+def ood_banner(report: OODReport) -> None:
     if report.level == "far":
         st.error("⚠️ **Out of distribution.** " + report.message)
     elif report.level == "unusual":
         st.warning("**Unusual image.** " + report.message)
+    elif report.level == "unknown":
+        st.info(report.message)
     else:
         st.success(report.message)
 
 
-def result_grid(image: np.ndarray, results: list[sup.MethodResult], shared_residual_scale: bool = True,
-                key: str = "grid", downloads: bool = False) -> None:
-    """One row per method: input, reconstruction, prior, warped prior, deformation, residual, overlay, score."""
-    headers = ["Input", "Reconstruction", "Global prior", "Warped prior", "Deformation", "Residual |x − x̂|",
-               "Heatmap", "Score"]
-    vmax = None
-    if shared_residual_scale:
-        res_maps = [r.residual for r in results if r.residual is not None]
-        if res_maps:
-            vmax = float(np.percentile(np.concatenate([m.ravel() for m in res_maps]), 99.5)) or None
-    cols = st.columns(len(headers))
-    for c, h in zip(cols, headers):
+def method_heading(res: MethodResult) -> None:
+    st.markdown(f"##### {res.title} <span style='color:#888;font-size:0.8rem'>`{res.checkpoint}`</span>",
+                unsafe_allow_html=True)
+
+
+def show_grid(grid: ResultGrid, key: str, show_input: bool = True, download_column: bool = False,
+              widths: list[int] | None = None) -> None:
+    """One row per method: (the input,) one column per output cell, the score (, the PNG download)."""
+    headers = ["Input"] * show_input + grid.headers + ["Score"] + [""] * download_column
+    spec = widths or len(headers)
+    for c, h in zip(st.columns(spec), headers):
         c.markdown(f"**{h}**")
-    for r in results:
-        st.markdown(f"##### {r.title} <span style='color:#888;font-size:0.8rem'>`{r.checkpoint}`</span>",
-                    unsafe_allow_html=True)
-        cols = st.columns(len(headers))
-        with cols[0]:
-            show_image(image)
+    for row in grid.rows:
+        r = row.result
+        method_heading(r)
+        cols = st.columns(spec)
+        if show_input:
+            with cols[0]:
+                show_cell(grid.input)
+        first = int(show_input)
         if r.error:
-            with cols[1]:
-                st.error(r.error)
+            cols[first].error(r.error)
             continue
-        for col, name in zip(cols[1:4], ("reconstruction", "prior", "warped")):
+        for col, cell in zip(cols[first:], row.cells):
             with col:
-                v = getattr(r, name)
-                show_image(v) if v is not None else blank_cell(sup.missing_reason(r.method, name))
-        with cols[4]:
-            if r.deformation is not None:
-                show_image(sup.deformation_grid(r.deformation, image=image))
-                st.caption(sup.deformation_stats(r.deformation))
-            else:
-                blank_cell(sup.missing_reason(r.method, "deformation"))
-        with cols[5]:
-            if r.residual is not None:
-                show_image(colour(r.residual, vmax))
-            else:
-                blank_cell(sup.missing_reason(r.method, "residual"))
-        with cols[6]:
-            show_image(heat(image, r.anomaly_map))
-            if downloads:
-                st.download_button("PNG", sup.heatmap_png(image, r.anomaly_map), file_name=f"heatmap_{r.checkpoint}.png",
-                                   mime="image/png", key=f"{key}_dl_{r.checkpoint}", icon="⬇️")
-        with cols[7]:
+                show_cell(cell)
+        with cols[first + len(row.cells)]:
             score_block(r)
-    if shared_residual_scale and vmax:
-        st.caption(f"Residual maps share one colour scale (0 … {vmax:.3f}); heatmaps are scaled per method, "
-                   "because methods' maps have different units.")
+        if download_column:
+            with cols[-1]:
+                for cell in row.cells:
+                    if cell.download:
+                        download_png(cell, f"{key}_dl_{r.checkpoint}", help="Heatmap overlay as PNG")

@@ -5,17 +5,19 @@ import pandas as pd
 import streamlit as st
 
 import upd_core
-from pages._common import checkpoint_views, demo_items, no_checkpoints_message
-from upd_core import app_support as sup
+from pages._common import PAGES, demo_items, no_checkpoints_message, page_start
+from upd_core.app import analysis, folders, views
 from upd_core.checkpoint import checkpoints_root
-from upd_core.domain import load_domain_classifier
 from upd_core.model_card import SOURCES
 
-st.title("UPD explorer")
-st.markdown(
+planned = "; ".join(f"{', '.join(titles)} ({paper})" for paper, titles in views.planned_methods().items())
+found = page_start(
+    "UPD explorer",
     "**Unsupervised pathology detection, compared and explained.** Every method here was trained on "
     "*normal* images only and flags what does not fit: auto-encoders, MorphAEus (global prior + "
-    "deformation), and the other methods of the MorphAEus paper, the UPD study, CRADL, PII and ADM.")
+    "deformation) and the other methods of the MorphAEus paper, CRADL with the VAE / ceVAE scorings it "
+    "compares, PII and FPI." + (f" Planned, not implemented yet: {planned}." if planned else ""),
+    need_checkpoints=False)
 
 st.info(
     "**The myth, in three sentences.** Auto-encoders trained on healthy images are assumed to fail on "
@@ -24,53 +26,31 @@ st.info(
     "see that for yourself, next to methods built to avoid it, and against trivial intensity floors.")
 
 c1, c2, c3 = st.columns(3)
-views = checkpoint_views()
-c1.metric("Checkpoints", len(views))
+c1.metric("Checkpoints", len(found))
 c2.metric("Registered methods", len(upd_core.list_methods()))
-c3.metric("Device", sup.device_summary())
+c3.metric("Device", views.device_summary())
 
 st.subheader("Pages")
-PAGES = [
-    ("pages/compare.py", "Compare", "one image, many methods side by side: reconstruction, prior, warped prior, "
-                                    "deformation, residual, heatmap, score and percentile"),
-    ("pages/upload.py", "Upload", "your own PNG/JPEG/TIFF/BMP/DICOM/NIfTI image: heatmaps, scores, an "
-                                  "out-of-distribution check, PNG and JSON downloads"),
-    ("pages/tails.py", "Tails", "score distributions of normal vs abnormal images, ROC/PR curves, best, average "
-                                "and worst cases (MorphAEus Fig. 6b)"),
-    ("pages/myth.py", "Myth", "what auto-encoders really learn: reconstructions of other domains and the "
-                              "curse of resolution (MorphAEus Table 1, Fig. 5)"),
-    ("pages/lesion_lab.py", "Lesion lab", "add a synthetic lesion and watch every map; Dice over lesion size × "
-                                          "intensity (UPD study Fig. 2)"),
-    ("pages/benchmarks.py", "Benchmarks", "the evaluation of every shipped checkpoint, intensity floors first, "
-                                          "papers' numbers beside them"),
-]
-for path, label, text in PAGES:
+for file, title, _, _, text in PAGES[1:]:
     a, b = st.columns([1, 5])
     with a:
-        st.page_link(path, label=label)
+        st.page_link(f"pages/{file}", label=title)
     b.markdown(text)
 
 st.subheader("Available checkpoints")
-if not views:
+if not found:
     no_checkpoints_message()
 else:
-    st.dataframe(pd.DataFrame([{
-        "checkpoint": v.id, "method": v.title, "trained on": v.dataset,
-        "outputs": ", ".join(("score", "anomaly map") + v.outputs),
-        "AUROC": v.metrics.get("auroc"), "AP": v.metrics.get("ap"),
-    } for v in views]), hide_index=True, width="stretch",
-        column_config={"AUROC": st.column_config.NumberColumn(format="%.3f"),
-                       "AP": st.column_config.NumberColumn(format="%.3f")})
+    st.dataframe(pd.DataFrame(views.checkpoint_table(found)), hide_index=True, width="stretch",
+                 column_config={"AUROC": st.column_config.NumberColumn(format="%.3f"),
+                                "AP": st.column_config.NumberColumn(format="%.3f")})
     st.caption(f"Loaded from `{checkpoints_root()}`; weights are verified against their sha256 before use. "
                "Models are loaded lazily, the first time a page needs them.")
-dom = load_domain_classifier()
-st.caption("Domain classifier for the out-of-distribution warning and the Myth page: " + (
-    f"present ({len(dom.classes)} domains, held-out accuracy {dom.meta.get('held_out_accuracy', float('nan')):.3f}; "
-    f"{dom.feature_space()})" if dom else "absent (train it with `scripts/train_domain.sh`); the warning then "
-    "relies on the methods' scores alone"))
+st.caption("Domain classifier for the out-of-distribution warning and the Myth page: "
+           + analysis.domain_classifier_summary())
 
 st.subheader("Data sources and licences")
-for key, src in SOURCES.items():
+for src in SOURCES.values():
     st.markdown(f"- **{src['title']}** — licence: {src['licence']}. {src['citation']}.")
 items = demo_items()
 if items:
@@ -84,7 +64,7 @@ st.markdown(f"- Data root for dataset folders: `{upd_core.paths.data_root()}` "
             "Images from it are shown in the app but never stored in the repository.")
 
 with st.expander("Security and privacy defaults"):
-    roots = ", ".join(f"`{r}`" for r in sup.allowed_roots())
+    roots = ", ".join(f"`{r}`" for r in folders.allowed_roots())
     st.markdown(
         f"- Dataset folders are read only under {roots} (set `UPD_DATA_ROOT`, or `UPD_ALLOWED_DIRS` with "
         "folders separated by `:`, before starting the app). No page reads a path from the URL.\n"

@@ -1,25 +1,19 @@
 """Lesion lab: add a synthetic lesion to a normal image and watch each method's map and score."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages._common import (checkpoint_views, default_checkpoints, detector, heat, image_picker,
-                           no_checkpoints_message, percentile_text, pick_checkpoints, show_image)
-from upd_core import app_support as sup
+from pages._common import detector, image_picker, page_start, pick_checkpoints, show_cell
+from upd_core.app import analysis, lesion_lab, views
 
-st.title("Lesion lab")
-st.markdown("Take a normal image, paint a synthetic lesion of known shape, size, contrast and position into it, "
-            "and see whether each method's map finds it. The sweep repeats this over lesion size × contrast "
-            "and plots each method's Dice (as in the UPD study's Fig. 2).")
-
-views = checkpoint_views()
-if not views:
-    no_checkpoints_message()
-    st.stop()
-shapes = sup.lesion_shapes()
+found = page_start(
+    "Lesion lab",
+    "Take a normal image, paint a synthetic lesion of known shape, size, contrast and position into it, "
+    "and see whether each method's map finds it. The sweep repeats this over lesion size × contrast "
+    "and plots each method's Dice (as in the UPD study's Fig. 2).")
+shapes = lesion_lab.lesion_shapes()
 if not shapes:
     st.info("The synthetic lesion generator (upd_core.lesions) is not available in this installation.")
     st.stop()
@@ -29,7 +23,7 @@ with left:
     image, source = image_picker("lesion", sources=("Dataset folder", "Demo set", "Upload"),
                                  prefer_domains=("brain-mri",))
 with right:
-    chosen = pick_checkpoints("lesion_ckpts", views, default=default_checkpoints(views, 4))
+    chosen = pick_checkpoints("lesion_ckpts", found, default=views.default_selection(found, 4))
     a, b, c = st.columns(3)
     size = a.slider("Size (radius, % of image side)", 2, 25, 8, key="lesion_size") / 100
     contrast = b.slider("Contrast (− darker, + brighter)", -0.6, 0.6, 0.3, 0.05, key="lesion_contrast")
@@ -49,46 +43,34 @@ if not chosen:
     st.stop()
 
 try:
-    lesioned, mask = sup.add_lesion(image, size=size, contrast=contrast, shape=shape, center=(cy, cx), blend=blend)
+    lesioned, mask = lesion_lab.add_lesion(image, size=size, contrast=contrast, shape=shape, center=(cy, cx),
+                                           blend=blend)
 except ValueError as exc:
     st.warning(f"This lesion cannot be placed: {exc}")
     st.stop()
 
-cols = st.columns(3)
-with cols[0]:
-    show_image(image, caption="normal image")
-with cols[1]:
-    show_image(lesioned, caption="with synthetic lesion")
-with cols[2]:
-    show_image(mask, caption=f"lesion mask ({100 * mask.mean():.1f} % of pixels)")
+for col, cell in zip(st.columns(3), lesion_lab.lesion_cells(image, lesioned, mask)):
+    with col:
+        show_cell(cell)
 
-titles = {v.id: v.title for v in views}
+titles = {v.id: v.title for v in found}
 st.subheader("Each method, before and after")
 hdr = st.columns([2, 2, 2, 3])
 for c, h in zip(hdr, ("Heatmap (normal)", "Heatmap (lesion)", "Map vs mask", "Scores")):
     c.markdown(f"**{h}**")
 for cid in chosen:
-    det = detector(cid)
-    before = sup.run_detector(det, image, cid)
-    after = sup.run_detector(det, lesioned, cid)
+    row = lesion_lab.lesion_row(detector(cid), cid, image, lesioned, mask)
     st.markdown(f"##### {titles[cid]}")
     cols = st.columns([2, 2, 2, 3])
-    if before.error or after.error:
-        cols[0].error(before.error or after.error)
+    if row.error:
+        cols[0].error(row.error)
         continue
-    vmax = float(np.percentile(np.concatenate([before.anomaly_map.ravel(), after.anomaly_map.ravel()]), 99.5))
-    with cols[0]:
-        show_image(heat(image, np.minimum(before.anomaly_map, vmax)))
-    with cols[1]:
-        show_image(heat(lesioned, np.minimum(after.anomaly_map, vmax)))
-    with cols[2]:
-        contour = heat(np.zeros_like(mask), after.anomaly_map)
-        contour[mask > 0.5] = (0.5 * contour[mask > 0.5] + 0.5 * np.array([0, 255, 0])).astype(np.uint8)
-        show_image(contour, caption="map, lesion in green")
+    for col, cell in zip(cols, row.cells):
+        with col:
+            show_cell(cell)
     with cols[3]:
-        dice = sup.image_dice(mask, after.anomaly_map) if mask.any() else float("nan")
-        st.markdown(f"Score **{before.score:.4g} → {after.score:.4g}**  \n"
-                    f"{percentile_text(after.percentile)}  \nBest Dice of the map: **{dice:.3f}**")
+        st.markdown(f"Score **{row.before.score:.4g} → {row.after.score:.4g}**  \n"
+                    f"{analysis.percentile_text(row.after.percentile)}  \nBest Dice of the map: **{row.dice:.3f}**")
 st.caption("Both heatmaps of a method share one colour scale. Best Dice: the Dice of the map thresholded at its "
            "best threshold for this one lesion (an upper bound of what the map can localise).")
 
@@ -103,7 +85,7 @@ sweep_key = (source, tuple(chosen), tuple(sizes), tuple(contrasts), shape, cx, c
 if run and sizes and contrasts:
     bar = st.progress(0.0, text="Sweeping…")
     dets = {cid: detector(cid) for cid in chosen}
-    rows = sup.lesion_sweep(dets, image, [s / 100 for s in sizes], contrasts, shape=shape, center=(cy, cx),
+    rows = lesion_lab.lesion_sweep(dets, image, [s / 100 for s in sizes], contrasts, shape=shape, center=(cy, cx),
                             blend=blend, progress=lambda f: bar.progress(f, text="Sweeping…"))
     bar.empty()
     st.session_state["lesion_sweep"] = (sweep_key, rows)

@@ -1,45 +1,39 @@
 """Tails: score distributions of normal vs abnormal images, ROC/PR curves, best/average/worst cases."""
 from __future__ import annotations
 
-import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages._common import (SIZE, checkpoint_views, default_checkpoints, detector, folder_input, heat,
-                           no_checkpoints_message, pick_checkpoints, show_image)
-from upd_core import app_support as sup
+from pages._common import SIZE, detector, folder_input, page_start, pick_checkpoints, show_cell
+from upd_core.app import demo_set, folders, tails, views
 from upd_core.errors import DataError
 
-st.title("Tails of the score distributions")
-st.markdown("How well do the scores of *normal* and *abnormal* images separate, and what do the cases in the "
-            "tails look like? Pick a labelled dataset and methods: densities of the scores per class, ROC and "
-            "precision-recall curves, and the best, average and worst case of each class with its map "
-            "(the MorphAEus paper's Fig. 6b). Scores are cached on disk per checkpoint and dataset, so a "
-            "revisit is instant.")
-
-views = checkpoint_views()
-if not views:
-    no_checkpoints_message()
-    st.stop()
+found = page_start(
+    "Tails of the score distributions",
+    "How well do the scores of *normal* and *abnormal* images separate, and what do the cases in the "
+    "tails look like? Pick a labelled dataset and methods: densities of the scores per class, ROC and "
+    "precision-recall curves, and the best, average and worst case of each class with its map "
+    "(the MorphAEus paper's Fig. 6b). Scores are cached on disk per checkpoint and dataset, so a "
+    "revisit is instant.")
 
 
 @st.cache_data(show_spinner="Reading the dataset…", max_entries=8)
-def _folder_set(root: str, split: str, max_per_class: int | None) -> sup.LabelledSet:
-    return sup.load_labelled_folder(root, split, SIZE, max_per_class=max_per_class)
+def _folder_set(root: str, split: str, max_per_class: int | None) -> folders.LabelledSet:
+    return folders.load_labelled_folder(root, split, SIZE, max_per_class=max_per_class)
 
 
 @st.cache_data(show_spinner="Building the demo set…", max_entries=2)
-def _demo_set() -> sup.LabelledSet:
-    return sup.demo_labelled_set(SIZE)
+def _demo_set() -> folders.LabelledSet:
+    return demo_set.demo_labelled_set(SIZE)
 
 
 c1, c2 = st.columns([2, 3])
 with c1:
     source = st.radio("Labelled images", ("Dataset folder", "Demo: synthetic lesions"), horizontal=True,
-                      key="tails_src", index=0 if sup.default_dataset_folder() else 1,
+                      key="tails_src", index=0 if folders.default_dataset_folder() else 1,
                       help="Without a dataset folder, normal demo images and copies of them with synthetic "
                            "lesions serve as a small labelled set.")
-    data: sup.LabelledSet | None = None
+    data: folders.LabelledSet | None = None
     try:
         if source == "Dataset folder":
             root = folder_input("tails_folder", "Folder-per-class layouts (e.g. Kermany test/NORMAL|PNEUMONIA), "
@@ -55,12 +49,12 @@ with c1:
     except (DataError, ValueError, OSError) as exc:
         st.warning(f"This dataset cannot be used: {exc}")
 with c2:
-    chosen = pick_checkpoints("tails_ckpts", views, default=default_checkpoints(views, 4))
+    chosen = pick_checkpoints("tails_ckpts", found, default=views.default_selection(found, 4))
 
 if data is None:
     st.info("Choose a labelled dataset to start.")
     st.stop()
-n0, n1 = int((data.labels == 0).sum()), int((data.labels == 1).sum())
+n0, n1 = data.counts()
 st.caption(f"**{data.name}**: {n0} normal, {n1} abnormal images.")
 if n0 == 0 or n1 == 0:
     st.warning("This split needs both normal and abnormal images (e.g. the test split).")
@@ -69,21 +63,19 @@ if not chosen:
     st.info("Choose at least one method.")
     st.stop()
 
-titles = {v.id: v.title for v in views}
+titles = {v.id: v.title for v in found}
 bar = st.progress(0.0, text="Scoring…")
-sets: dict[str, sup.ScoreSet] = {}
-for i, cid in enumerate(chosen):
-    bar.progress(i / len(chosen), text=f"Scoring {len(data.labels)} images with {titles[cid]}…")
-    try:
-        sets[cid] = sup.dataset_scores(cid, data.key, data.images, data.labels, data.ids, detector)
-    except Exception as exc:  # one failing checkpoint must not hide the others
-        st.error(f"{titles[cid]}: {exc}")
+sets, errors = tails.score_sets(chosen, data, detector, progress=lambda i, n, cid: bar.progress(
+    i / n, text=f"Scoring {len(data.labels)} images with {titles[cid]}…"))
 bar.empty()
+for cid, err in errors.items():
+    st.error(f"{titles[cid]}: {err}")
 if not sets:
     st.stop()
 cached = [cid for cid, s in sets.items() if s.from_cache]
 if cached:
     st.caption(f"Scores of {len(cached)} of {len(sets)} methods came from the disk cache.")
+curves = {cid: tails.curves(s.labels, s.scores) for cid, s in sets.items()}
 
 COLORS = {"normal": "#2b83ba", "abnormal": "#d7191c"}
 tab_d, tab_c, tab_x = st.tabs(["Score distributions", "ROC and PR curves", "Best, average and worst cases"])
@@ -91,8 +83,7 @@ tab_d, tab_c, tab_x = st.tabs(["Score distributions", "ROC and PR curves", "Best
 with tab_d:
     cols = st.columns(min(2, len(sets)))
     for k, (cid, s) in enumerate(sets.items()):
-        dens = sup.densities(s.scores, s.labels)
-        cur = sup.curves(s.labels, s.scores)
+        dens = tails.densities(s.scores, s.labels)
         fig = go.Figure()
         for lab, name in ((0, "normal"), (1, "abnormal")):
             fig.add_histogram(x=s.scores[s.labels == lab], name=f"{name} (histogram)", histnorm="probability density",
@@ -101,18 +92,17 @@ with tab_d:
                 fig.add_scatter(x=dens["grid"], y=dens[name], name=f"{name} (density)", mode="lines",
                                 line=dict(color=COLORS[name], width=2))
         fig.update_layout(barmode="overlay", height=330, margin=dict(l=10, r=10, t=40, b=10),
-                          title=f"{titles[cid]} — AUROC {cur.get('auroc', float('nan')):.3f}",
+                          title=f"{titles[cid]} — AUROC {curves[cid].get('auroc', float('nan')):.3f}",
                           xaxis_title="score", yaxis_title="density", legend=dict(orientation="h", y=-0.25))
         cols[k % len(cols)].plotly_chart(fig, key=f"tails_dens_{cid}")
 
 with tab_c:
     roc, pr = go.Figure(), go.Figure()
     roc.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#999"), name="chance")
-    prev = float(np.mean(data.labels))
+    prev = next(iter(curves.values()))["prevalence"]
     pr.add_scatter(x=[0, 1], y=[prev, prev], mode="lines", line=dict(dash="dot", color="#999"),
                    name=f"chance (prevalence {prev:.2f})")
-    for cid, s in sets.items():
-        cur = sup.curves(s.labels, s.scores)
+    for cid, cur in curves.items():
         roc.add_scatter(x=cur["fpr"], y=cur["tpr"], mode="lines", name=f"{titles[cid]} ({cur['auroc']:.3f})")
         pr.add_scatter(x=cur["recall"], y=cur["precision"], mode="lines", name=f"{titles[cid]} ({cur['ap']:.3f})")
     roc.update_layout(title="ROC (abnormal = positive)", xaxis_title="false-positive rate",
@@ -129,21 +119,15 @@ with tab_x:
     q = b.slider("Quantile within each class (%)", 0, 100, 90, key="tails_q",
                  help="Shows the image at this quantile of each class's scores, next to the fixed best, "
                       "average (median) and worst cases.")
-    s = sets[cid]
-    cases = sup.tail_cases(s.scores, s.labels, q)
-    idx = sorted({i for c in cases.values() for i in c.values()})
-    det = detector(cid)
-    pred = det.predict(data.images[idx])
-    maps = {i: pred.anomaly_map[k] for k, i in enumerate(idx)}
+    gallery = tails.tail_gallery(detector(cid), data.images, sets[cid], q)
     st.caption("Normal: best = lowest score, worst = highest. Abnormal: best = highest score, worst = lowest. "
                "Each image is shown with the method's heatmap.")
-    for name, c in cases.items():
+    for name, pairs in gallery.items():
         st.markdown(f"**{name.capitalize()} images**")
-        cols = st.columns(len(c) * 2)
-        for j, (label, i) in enumerate(c.items()):
-            pct = 100.0 * float(np.mean(s.scores[s.labels == (0 if name == 'normal' else 1)] <= s.scores[i]))
+        cols = st.columns(len(pairs) * 2)
+        for j, (picture, heat) in enumerate(pairs):
             with cols[2 * j]:
-                show_image(data.images[i], caption=f"{label}: score {s.scores[i]:.4g}")
+                show_cell(picture)
             with cols[2 * j + 1]:
-                show_image(heat(data.images[i], maps[i]), caption=f"{pct:.0f}th pct of {name}")
+                show_cell(heat)
     st.caption("Images are read from your dataset folder at run time; nothing is copied into the app.")

@@ -49,7 +49,7 @@ def build_table(ckpt_root: Path) -> str:
 def reading(ckpt_root: Path) -> str:
     """Generated sentences: who beats the intensity floors, and the MorphAEus paper's ordering vs ours."""
     sys.path.insert(0, str(ROOT))
-    from upd_core.app_support import REPORTED
+    from upd_core.app.benchmarks import REPORTED
 
     ours, best_floor = {}, None
     for ev_path in sorted(ckpt_root.glob("*/evaluation.json")):

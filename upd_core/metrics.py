@@ -117,3 +117,24 @@ def percentile_calibration(percentiles: np.ndarray, bins: int = 10) -> dict[str,
     ks = float(np.max(np.maximum(np.arange(1, n + 1) / n - p, p - np.arange(n) / n)))
     return {"bin_shares": (hist / n).round(4).tolist(), "ks": round(ks, 4), "n": int(n),
             "median_percentile": float(np.median(p) * 100)}
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """Fréchet distance between two Gaussians (the formula of FID, in whatever feature space)."""
+    from scipy import linalg
+
+    mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
+    s1, s2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
+    diff = mu1 - mu2
+    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
+    if not np.isfinite(covmean).all():
+        eps = 1e-6 * np.eye(s1.shape[0])
+        covmean = linalg.sqrtm((s1 + eps) @ (s2 + eps))
+    covmean = np.real(covmean)
+    return float(max(0.0, diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean)))
+
+
+def feature_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of (N, D) features (zero covariance for a single sample)."""
+    f = np.asarray(feats, np.float64)
+    return f.mean(0), np.cov(f, rowvar=False) if len(f) > 1 else np.zeros((f.shape[1], f.shape[1]))

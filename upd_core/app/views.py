@@ -1,0 +1,169 @@
+"""Checkpoints as the app lists them, their order and default selection, and the app's setting.
+
+One `CheckpointView` per shipped checkpoint and per scoring variant (`<checkpoint>@<variant>`), so
+variants can be compared side by side like methods; the reason a method lacks an output (shown in
+empty cells); the methods of the seed papers that are planned but not implemented; the inference
+device and the torch thread count for interactive use.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..checkpoint import CheckpointInfo, list_checkpoints
+from ..registry import get_method, list_methods
+
+
+@dataclass
+class CheckpointView:
+    """What the app shows about one checkpoint."""
+
+    id: str
+    method: str
+    title: str
+    dataset: str
+    outputs: tuple[str, ...]
+    needs_grad: bool
+    metrics: dict[str, Any]
+    paper: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.title} ({self.id})"
+
+
+def read_evaluation(folder: Path) -> dict[str, Any]:
+    """A checkpoint folder's evaluation.json, or {} when absent or unreadable."""
+    try:
+        return json.loads((Path(folder) / "evaluation.json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+
+
+def checkpoint_views(infos: Sequence[CheckpointInfo] | None = None) -> list[CheckpointView]:
+    """Checkpoints of registered methods, with titles and declared outputs (unknown methods skipped)."""
+    out = []
+    for info in list_checkpoints() if infos is None else infos:
+        try:
+            cls = get_method(info.method)
+        except ValueError:
+            continue
+        out.append(CheckpointView(info.id, info.method, cls.title or info.method, info.dataset, tuple(cls.outputs),
+                                  bool(cls.needs_grad), dict(info.metrics), cls.paper))
+        # Scoring variants of the same weights (CRADL's density heads, ceVAE's scores, ...) as their
+        # own entries "<id>@<variant>", so they can be compared side by side.
+        for name, var in (read_evaluation(Path(info.path)).get("variants") or {}).items():
+            # every shipped variant is a gradient-based scoring (KL- or NLL-gradient maps)
+            out.append(CheckpointView(f"{info.id}@{name}", info.method, f"{cls.title or info.method} [{name}]",
+                                      info.dataset, tuple(cls.outputs), True,
+                                      dict(var.get("image") or {}), cls.paper))
+    return sorted(out, key=lambda v: (method_rank(v.method), v.id))
+
+
+# Default selection and order of methods in the pages: the papers' main methods first, the
+# curse-of-resolution series (a teaching device) last. Planned ids are listed so that a method
+# takes its place as soon as it is registered.
+PREFERRED = ("spatial-ae", "dense-ae", "vae", "beta-vae", "aae", "soft-intro-vae", "dae", "morphaeus", "cradl",
+             "pii", "fpi", "padim", "fae", "rd", "cflow-ad", "f-anogan", "r-vae", "cevae", "adm")
+
+# Methods of the seed papers (DESIGN.md) that are not implemented yet: (id, title, paper). The
+# app lists them as planned; each drops out of that list once its id is registered.
+PLANNED = (
+    ("r-vae", "r-VAE", "UPD study"), ("f-anogan", "f-AnoGAN", "UPD study"), ("h-tae-s", "H-TAE-S", "UPD study"),
+    ("fae", "FAE", "UPD study"), ("padim", "PaDiM", "UPD study"), ("cflow-ad", "CFLOW-AD", "UPD study"),
+    ("rd", "RD", "UPD study"), ("expvae", "ExpVAE", "UPD study"), ("amcons", "AMCons", "UPD study"),
+    ("cutpaste", "CutPaste", "UPD study"), ("ccd", "CCD pre-training", "UPD study"),
+    ("adm", "ADM", "multi-contrast MRI paper"), ("dagmm", "DAGMM", "multi-contrast MRI paper"),
+)
+
+
+def method_rank(method: str) -> tuple[int, str]:
+    """Sort key of a method id: PREFERRED order, then the rest, the curse-of-resolution AEs last."""
+    if method in PREFERRED:
+        return PREFERRED.index(method), method
+    return (len(PREFERRED) + (50 if method.startswith("ae-latent-") else 0)), method
+
+
+def default_selection(views: Sequence[CheckpointView], n: int = 6, single_pass_only: bool = True) -> list[str]:
+    """A sensible default set of checkpoints: main methods first, no curse-of-resolution AEs."""
+    pool = [v for v in views if not v.method.startswith("ae-latent-") and "@" not in v.id] or list(views)
+    if single_pass_only and any(not v.needs_grad for v in pool):
+        pool = [v for v in pool if not v.needs_grad]
+    return [v.id for v in sorted(pool, key=lambda v: method_rank(v.method))][:n]
+
+
+def method_title(method: str) -> str:
+    """The registered title of a method id, or the id itself for methods not implemented here."""
+    try:
+        return get_method(method).title or method
+    except ValueError:
+        return method
+
+
+def planned_methods() -> dict[str, list[str]]:
+    """Titles of the planned (not yet implemented) methods, per paper."""
+    have = set(list_methods())
+    out: dict[str, list[str]] = {}
+    for mid, title, paper in PLANNED:
+        if mid not in have:
+            out.setdefault(paper, []).append(title)
+    return out
+
+
+def missing_reason(method: str, output: str) -> str:
+    """One line saying why a method has no `output` (shown in an empty grid cell)."""
+    cls = get_method(method)
+    title = cls.title or method
+    if output == "reconstruction":
+        return f"{title} scores without reconstructing the image."
+    if output == "prior":
+        return f"{title} learns no global prior (only MorphAEus-type models do)."
+    if output in ("warped", "deformation"):
+        if "prior" in cls.outputs:
+            return f"{title} has no deformation branch, so its prior is not warped."
+        return f"{title} estimates no deformation (only MorphAEus does)."
+    if output == "residual":
+        return f"{title} has no reconstruction, so there is no residual |x - x̂|."
+    return f"{title} does not produce '{output}'."
+
+
+def checkpoint_table(views: Sequence[CheckpointView]) -> list[dict[str, Any]]:
+    """Home's table of available checkpoints: one row each."""
+    return [{"checkpoint": v.id, "method": v.title, "trained on": v.dataset,
+             "outputs": ", ".join(("score", "anomaly map") + v.outputs),
+             "AUROC": v.metrics.get("auroc"), "AP": v.metrics.get("ap")} for v in views]
+
+
+def configure_threads() -> int:
+    """Set torch's CPU threads for interactive use: $UPD_APP_THREADS, default 1.
+
+    Measured on the 2-core development machine while another process trains: one 128x128 image
+    takes ~11 ms per method with 1 thread but 250-650 ms with 2 (the threads wait for each other
+    when a core is busy), and 64-image batches are faster with 1 thread too. On an idle
+    many-core machine set UPD_APP_THREADS higher for the batch pages (Tails, sweep).
+    """
+    import torch
+
+    try:
+        n = max(1, int(os.environ.get("UPD_APP_THREADS", "1")))
+    except ValueError:
+        n = 1
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def device_summary() -> str:
+    """Human description of the inference device."""
+    import torch
+
+    from ..device import resolve_device
+
+    dev = resolve_device(None)
+    if dev.type == "cuda":
+        return f"CUDA GPU ({torch.cuda.get_device_name(0)})"
+    n = torch.get_num_threads()
+    return f"CPU ({n} thread{'s' if n != 1 else ''})"
