@@ -1,10 +1,14 @@
 """upd_core.domain: the small domain classifier (train, save, verified load, probabilities, FD)."""
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 
 from tests.app_fixtures import smooth_images
+from upd_core import checkpoint as ck
 from upd_core import domain
 
 
@@ -35,17 +39,53 @@ def test_train_save_and_load(trained):
     assert clf.feature_space().startswith("FD (") and "FID" not in clf.feature_space()
 
 
-def test_tampered_or_missing_classifier_is_not_used(trained, tmp_path):
+def test_saved_in_the_one_checkpoint_format(trained):
+    root, meta = trained
+    d = root / domain.FOLDER
+    assert sorted(p.name for p in d.iterdir()) == sorted([ck.WEIGHTS, ck.CONFIG, ck.CARD, ck.MANIFEST])
+    cfg = json.loads((d / ck.CONFIG).read_text())
+    assert cfg["format"] == ck.FORMAT and cfg["kind"] == domain.KIND and cfg["config"]["classes"] == meta["classes"]
+    assert cfg["training"]["seed"] == 0 and cfg["training"]["epochs"] == 1 and cfg["dataset"]["name"] == "cxr-kermany"
+    sha = json.loads((d / ck.MANIFEST).read_text())["sha256"]
+    assert sha == {p.name: ck.sha256_file(p) for p in d.iterdir() if p.name != ck.MANIFEST}
+    card = (d / ck.CARD).read_text()
+    assert "CC BY 4.0" in card and "doi:10.17632/rscbjbr9sj.2" in card and "out-of-distribution warning" in card
+    assert "scripts/train_domain.sh" in card and all(f"`{c}`" in card for c in meta["classes"][1:])
+
+
+def _tamper(path):
+    blob = bytearray(path.read_bytes())
+    blob[-2] ^= 0x01
+    path.write_bytes(bytes(blob))
+
+
+@pytest.mark.parametrize("name", [ck.WEIGHTS, ck.CONFIG])
+def test_tampered_or_missing_classifier_is_not_used(trained, tmp_path, name):
     root, _ = trained
     assert domain.load_domain_classifier(tmp_path) is None
-    import shutil
-
     copy = tmp_path / domain.FOLDER
     shutil.copytree(root / domain.FOLDER, copy)
-    blob = bytearray((copy / domain.WEIGHTS).read_bytes())
-    blob[-1] ^= 0xFF
-    (copy / domain.WEIGHTS).write_bytes(bytes(blob))
+    assert domain.load_domain_classifier(tmp_path) is not None
+    _tamper(copy / name)
     assert domain.load_domain_classifier(tmp_path) is None
+
+
+def test_listed_in_the_root_manifest_and_held_to_it(trained, tmp_path, monkeypatch):
+    """Like a shipped detector: the root manifest's sha256 wins over the folder's own manifest."""
+    root, _ = trained
+    monkeypatch.setenv("UPD_CHECKPOINTS", str(tmp_path))
+    copy = tmp_path / domain.FOLDER
+    shutil.copytree(root / domain.FOLDER, copy)
+    ck.refresh(copy)
+    man = json.loads((tmp_path / ck.MANIFEST).read_text())
+    assert man["checkpoints"] == {} and man["auxiliary"][domain.FOLDER]["sha256"][ck.WEIGHTS] == \
+        ck.sha256_file(copy / ck.WEIGHTS)
+    assert ck.list_checkpoints() == [] and domain.load_domain_classifier() is not None
+    _tamper(copy / ck.WEIGHTS)
+    local = json.loads((copy / ck.MANIFEST).read_text())
+    local["sha256"][ck.WEIGHTS] = ck.sha256_file(copy / ck.WEIGHTS)
+    (copy / ck.MANIFEST).write_text(json.dumps(local))
+    assert domain.load_domain_classifier() is None
 
 
 def test_shipped_classifier_recognises_demo_domains():

@@ -16,7 +16,9 @@ import pytest
 
 import upd_core
 from upd_core.checkpoint import CARD, CONFIG, EVALUATION, WEIGHTS, checkpoints_root, sha256_file
+from upd_core.domain import load_domain_classifier
 from upd_core.paths import data_root
+from upd_core.stopping import stop_label
 
 from .methods.test_contract import smooth_images
 
@@ -56,6 +58,15 @@ def test_shipped_checkpoint_is_verified_small_documented_and_evaluated(ckpt_id: 
     assert f"{ev['image']['auroc']:.3f}" in card  # the card shows the evaluate command's numbers
     cfg = json.loads((folder / CONFIG).read_text())
     assert cfg["training"]["seconds"] > 0 and cfg["training"]["n_train"] > 100
+    # issue 14: how the run stopped, under which limit, the splits and the validation-loss curve
+    assert f"**{stop_label(cfg['training'])}**" in card and "Limit: paper's rule" in card
+    assert f"Epochs trained: {cfg['training']['epochs']} (best epoch {cfg['training']['best_epoch']}" in card
+    assert "model selection on normal validation images only (no abnormal labels)" in card
+    assert "calibration images; score percentiles come from" in card and "### Validation loss per epoch" in card
+    if "ci95" in ev["image"]:
+        assert f"[{ev['image']['ci95']['auroc'][0]:.3f}, {ev['image']['ci95']['auroc'][1]:.3f}]" in card
+    if "calibration" in ev:
+        assert "Calibration transfer" in card
 
 
 @pytest.mark.parametrize("ckpt_id", SHIPPED)
@@ -69,6 +80,28 @@ def test_shipped_checkpoint_predicts(ckpt_id: str) -> None:
     for name in type(det).outputs:
         arr = getattr(pred, name)
         assert arr is not None and arr.shape == ((2, 2, 128, 128) if name == "deformation" else (2, 128, 128))
+
+
+def test_shipped_domain_classifier_is_a_verified_checkpoint() -> None:
+    """The domain classifier has the one checkpoint format, is listed in the root manifest and loads."""
+    from upd_core.checkpoint import MANIFEST
+
+    folder = REPO / "checkpoints" / "domain-classifier"
+    if not folder.is_dir():
+        pytest.skip("no shipped domain classifier")
+    assert sorted(p.name for p in folder.iterdir()) == sorted([WEIGHTS, CONFIG, CARD, MANIFEST])
+    entry = json.loads((REPO / "checkpoints" / MANIFEST).read_text())["auxiliary"]["domain-classifier"]
+    assert entry == {"kind": "domain-classifier", "path": "domain-classifier",
+                     "sha256": json.loads((folder / MANIFEST).read_text())["sha256"]}
+    for name, digest in entry["sha256"].items():
+        assert sha256_file(folder / name) == digest, f"domain-classifier/{name} does not match the manifest"
+    assert "domain-classifier" not in SHIPPED
+    clf = load_domain_classifier()
+    assert clf is not None and clf.classes[0] == "chest-xray" and clf.meta["held_out_accuracy"] > 0.9
+    card = (folder / CARD).read_text()
+    for text in ("train split", "NORMAL", "CC BY 4.0", "Kermany DS et al., Cell", "doi:10.17632/rscbjbr9sj.2",
+                 "embedded demo set", "## Purpose", "out-of-distribution warning", "scripts/train_domain.sh"):
+        assert text in card, f"the domain classifier's card does not state {text!r}"
 
 
 def _check_morphaeus(x: np.ndarray) -> None:

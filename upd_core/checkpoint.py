@@ -5,32 +5,33 @@ A checkpoint is a folder: `model.safetensors` (all parameters and buffers, never
 `MODEL_CARD.md`, optionally `evaluation.json`, and `manifest.json` with the sha256 of each file.
 The shipped checkpoints are also listed in `checkpoints/manifest.json`; loading verifies the
 sha256 of the weights and config against it, so tampering or truncation is refused clearly.
+The domain classifier (`upd_core.domain`) uses the same format with `"kind"` in its config; the
+manifest lists it under "auxiliary", never among the detectors. File names and atomic writes live
+in `checkpoint_files`, card text in `model_card`.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from .checkpoint_files import (CARD, CONFIG, EVALUATION, FORMAT, MANIFEST, WEIGHTS, read_config,  # noqa: F401
+                               save_tensors_atomic, sha256_file, write_atomic, write_json)
 from .detector import Detector
 from .device import resolve_device
 from .errors import CheckpointError
+from .model_card import write_card
 from .registry import get_method
 
-FORMAT = "upd-checkpoint/1"
-WEIGHTS, CONFIG, CARD, EVALUATION, MANIFEST = (
-    "model.safetensors", "config.json", "MODEL_CARD.md", "evaluation.json", "manifest.json")
-VERIFIED = (WEIGHTS, CONFIG)
-OPTIONAL_BUFFERS = ("calib_scores",)  # buffers newer than some shipped checkpoints  # files whose hashes must match before anything is loaded
+VERIFIED = (WEIGHTS, CONFIG)  # files whose hashes must match before anything is loaded
+OPTIONAL_BUFFERS = ("calib_scores",)  # buffers newer than some shipped checkpoints
 
 
 def checkpoints_root() -> Path:
@@ -46,63 +47,6 @@ class CheckpointInfo:
     dataset: str
     path: Path
     metrics: dict[str, Any] = field(default_factory=dict)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _umask_mode() -> int:
-    """File mode an ordinary open() would give (mkstemp makes 0600 files, which other users cannot read)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write a file via a temporary file + rename, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, obj: Any) -> None:
-    write_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
-
-
-def save_tensors_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def read_config(ckpt_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((Path(ckpt_dir) / CONFIG).read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{ckpt_dir} is not a checkpoint: {CONFIG} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{ckpt_dir}/{CONFIG} is not valid JSON ({exc})") from None
 
 
 def save_checkpoint(det: Detector, ckpt_dir: Path, *, checkpoint_id: str | None = None,
@@ -127,8 +71,6 @@ def save_checkpoint(det: Detector, ckpt_dir: Path, *, checkpoint_id: str | None 
 
 def refresh(ckpt_dir: Path) -> None:
     """Regenerate the model card and the manifests after any file in the checkpoint changed."""
-    from .model_card import write_card  # local import: the card reads evaluation results
-
     ckpt_dir = Path(ckpt_dir)
     write_card(ckpt_dir)
     files = {p.name: sha256_file(p) for p in sorted(ckpt_dir.iterdir())
@@ -143,12 +85,19 @@ def refresh(ckpt_dir: Path) -> None:
 
 
 def update_global_manifest(root: Path | None = None) -> Path:
-    """Rebuild checkpoints/manifest.json from the checkpoint folders below `root`."""
+    """Rebuild checkpoints/manifest.json from the checkpoint folders below `root`.
+
+    Detectors are listed under "checkpoints"; folders in the same format whose config names a
+    `kind` (the domain classifier) under "auxiliary", so they are verified but never listed as
+    detectors."""
     root = Path(root or checkpoints_root())
-    entries = {}
+    entries, auxiliary = {}, {}
     for d in sorted(p for p in root.iterdir() if (p / CONFIG).is_file()):
         cfg = read_config(d)
         local = json.loads((d / MANIFEST).read_text()) if (d / MANIFEST).exists() else {"sha256": {}}
+        if cfg.get("kind"):
+            auxiliary[cfg["id"]] = {"kind": cfg["kind"], "path": d.name, "sha256": local["sha256"]}
+            continue
         ev = json.loads((d / EVALUATION).read_text()) if (d / EVALUATION).exists() else {}
         entries[cfg["id"]] = {
             "method": cfg["method"],
@@ -157,16 +106,19 @@ def update_global_manifest(root: Path | None = None) -> Path:
             "sha256": local["sha256"],
             "metrics": ev.get("image", {}),
         }
-    write_json(root / MANIFEST, {"format": FORMAT, "checkpoints": entries})
+    manifest: dict[str, Any] = {"format": FORMAT, "checkpoints": entries}
+    if auxiliary:
+        manifest["auxiliary"] = auxiliary
+    write_json(root / MANIFEST, manifest)
     return root / MANIFEST
 
 
-def _global_manifest() -> dict[str, Any]:
-    p = checkpoints_root() / MANIFEST
+def _global_manifest(section: str = "checkpoints", root: Path | None = None) -> dict[str, Any]:
+    p = Path(root or checkpoints_root()) / MANIFEST
     if not p.exists():
         return {}
     try:
-        return json.loads(p.read_text()).get("checkpoints", {})
+        return json.loads(p.read_text()).get(section, {})
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{p} is corrupt ({exc})") from None
 
@@ -177,6 +129,24 @@ def list_checkpoints() -> list[CheckpointInfo]:
     return [CheckpointInfo(id=k, method=v["method"], dataset=v.get("dataset", ""), path=root / v["path"],
                            metrics=v.get("metrics", {}))
             for k, v in sorted(_global_manifest().items())]
+
+
+def expected_sha256(path: Path, root: Path | None = None) -> dict[str, str]:
+    """The sha256 values a checkpoint folder must match.
+
+    A folder listed in the global manifest of `root` (default: the checkpoints root) is held to
+    that manifest, whatever its own manifest says; any other folder to its own manifest.json."""
+    path, root = Path(path), Path(root or checkpoints_root())
+    for section in ("checkpoints", "auxiliary"):
+        for entry in _global_manifest(section, root).values():
+            if (root / entry["path"]).resolve() == path.resolve():
+                return entry["sha256"]
+    try:
+        return json.loads((path / MANIFEST).read_text())["sha256"]
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} has no {MANIFEST}; refusing to load unverified weights") from None
+    except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
+        raise CheckpointError(f"{path}/{MANIFEST} is corrupt; refusing to load") from None
 
 
 def resolve(checkpoint: str | os.PathLike) -> tuple[Path, dict[str, str]]:
@@ -190,15 +160,7 @@ def resolve(checkpoint: str | os.PathLike) -> tuple[Path, dict[str, str]]:
     if not path.is_dir():
         known = ", ".join(sorted(manifest)) or "none"
         raise CheckpointError(f"no checkpoint {key!r}: not a known id (known: {known}) nor a folder")
-    for entry in manifest.values():  # a shipped checkpoint given by path: the global manifest rules
-        if (root / entry["path"]).resolve() == path.resolve():
-            return path, entry["sha256"]
-    try:
-        return path, json.loads((path / MANIFEST).read_text())["sha256"]
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} has no {MANIFEST}; refusing to load unverified weights") from None
-    except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
-        raise CheckpointError(f"{path}/{MANIFEST} is corrupt; refusing to load") from None
+    return path, expected_sha256(path, root)
 
 
 def verify(ckpt_dir: Path, expected: dict[str, str]) -> None:
@@ -212,6 +174,20 @@ def verify(ckpt_dir: Path, expected: dict[str, str]) -> None:
             raise CheckpointError(
                 f"checkpoint {ckpt_dir.name}: {name} does not match its sha256 in the manifest "
                 "(the file was modified, truncated or replaced); refusing to load it")
+
+
+def read_verified(ckpt_dir: Path, expected: dict[str, str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Config and tensors of a checkpoint folder, after its weights and config match `expected`."""
+    ckpt_dir = Path(ckpt_dir)
+    verify(ckpt_dir, expected)
+    cfg = read_config(ckpt_dir)
+    if cfg.get("format") != FORMAT:
+        raise CheckpointError(f"{ckpt_dir}: unsupported checkpoint format {cfg.get('format')!r}")
+    try:
+        state = load_file(str(ckpt_dir / WEIGHTS))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{ckpt_dir}/{WEIGHTS} cannot be read ({exc})") from None
+    return cfg, state
 
 
 def build_detector(cfg: dict[str, Any]) -> Detector:
@@ -258,15 +234,10 @@ def load_detector(checkpoint: str | os.PathLike, device: str | torch.device | No
     """
     checkpoint, variant = split_variant(checkpoint)
     ckpt_dir, expected = resolve(checkpoint)
-    verify(ckpt_dir, expected)
-    cfg = read_config(ckpt_dir)
-    if cfg.get("format") != FORMAT:
-        raise CheckpointError(f"{ckpt_dir}: unsupported checkpoint format {cfg.get('format')!r}")
+    cfg, state = read_verified(ckpt_dir, expected)
+    if cfg.get("kind"):
+        raise CheckpointError(f"{ckpt_dir} holds a {cfg['kind']}, not a detector")
     det = build_detector(cfg)
-    try:
-        state = load_file(str(ckpt_dir / WEIGHTS))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{ckpt_dir}/{WEIGHTS} cannot be read ({exc})") from None
     try:
         load_state(det, state)
     except RuntimeError as exc:

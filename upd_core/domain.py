@@ -11,8 +11,11 @@ classifier's penultimate layer. Every number says which ("FD (CRADL encoder)", n
 Training data: the Kermany normal training chest X-rays (class "chest-xray") and heavily augmented
 variants of the embedded demo images of every other domain (slices of the Colin27 brain volume,
 photos, textures, documents, retina, digits, Fashion-MNIST, CT/MR DICOM, phantom, microscopy).
-The checkpoint (`checkpoints/domain-classifier/`: domain.safetensors + domain.json with sha256) is
-not a detection method and is not in the method registry or the global manifest.
+The checkpoint (`checkpoints/domain-classifier/`) has the one checkpoint format of every detector:
+model.safetensors (network + feature statistics), config.json (`"kind": "domain-classifier"`,
+classes, recipe, training record), MODEL_CARD.md and manifest.json with sha256; it is listed under
+"auxiliary" in checkpoints/manifest.json and verified against it on load. It is not a detection
+method: not in the method registry, not among `list_checkpoints()`.
 
     python -m upd_core.domain train --out checkpoints/domain-classifier   # ~2 min on 2 CPU cores
 """
@@ -30,19 +33,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import checkpoints_root, save_tensors_atomic, sha256_file, write_json
+from .checkpoint import (CONFIG, FORMAT, WEIGHTS, checkpoints_root, expected_sha256, read_verified, refresh,
+                         save_tensors_atomic, sha256_file, write_json)
 from .errors import CheckpointError
 
 SIZE = 64  # classifier input side; images are resized to it
 CHEST = "chest-xray"
-FOLDER = "domain-classifier"
-WEIGHTS, META = "domain.safetensors", "domain.json"
+FOLDER = KIND = "domain-classifier"  # folder, id and `kind` of the checkpoint
+WIDTH = 16
+# The training recipe, recorded in config.json and the card.
+RECIPE = {"optimizer": "Adam", "lr": 2e-3, "weight_decay": 1e-4, "schedule": "cosine", "batch_size": 64,
+          "loss": "class-weighted cross-entropy", "held_out_fraction": 0.1, "per_domain": 240}
+OTHER_DOMAINS = ("embedded demo set (upd_core.demo: scikit-image, scikit-learn, pydicom, nibabel, "
+                 "Debian dataset-fashion-mnist / mricron-data), augmented (random crops, flips, rotations, "
+                 "gamma, noise)")
 
 
 class DomainNet(nn.Module):
     """Four strided conv blocks, global average pooling, a linear head; 128-d features."""
 
-    def __init__(self, n_classes: int, width: int = 16) -> None:
+    def __init__(self, n_classes: int, width: int = WIDTH) -> None:
         super().__init__()
         chans = [1, width, 2 * width, 4 * width, 8 * width]
         layers: list[nn.Module] = []
@@ -97,7 +107,10 @@ def _cradl_features_fn():
 
 
 class DomainClassifier:
-    """The trained classifier plus the feature statistics of the chest X-ray training images."""
+    """The trained classifier plus the feature statistics of the chest X-ray training images.
+
+    `meta`: the checkpoint's config and training record in one flat dict (classes,
+    held_out_accuracy, cradl_sha256, ...)."""
 
     def __init__(self, net: DomainNet, classes: list[str], stats: dict[str, dict[str, np.ndarray]],
                  meta: dict[str, Any]) -> None:
@@ -140,7 +153,7 @@ class DomainClassifier:
 
     def frechet_to_training(self, images: Any) -> float | None:
         """Fréchet distance of the images' features to those of the chest X-ray training images."""
-        from .app_support import feature_stats, frechet_distance
+        from .metrics import feature_stats, frechet_distance
 
         images = np.asarray(images, np.float32)
         if len(images) < 2:
@@ -157,32 +170,39 @@ def domain_dir(root: Path | None = None) -> Path:
     return Path(root or checkpoints_root()) / FOLDER
 
 
-@functools.lru_cache(maxsize=4)
-def _load_cached(path: str, mtime: int) -> DomainClassifier:
-    from safetensors.torch import load_file
+def _flat_meta(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {**cfg.get("config", {}), **cfg.get("training", {})}
 
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: str, root: str, mtimes: tuple[int, int]) -> DomainClassifier:
     d = Path(path)
-    meta = json.loads((d / META).read_text())
-    if sha256_file(d / WEIGHTS) != meta.get("sha256"):
-        raise CheckpointError(f"{d / WEIGHTS} does not match its sha256 in {META}; refusing to load it")
-    state = load_file(str(d / WEIGHTS))
-    net = DomainNet(len(meta["classes"]), meta.get("width", 16))
+    cfg, state = read_verified(d, expected_sha256(d, Path(root)))
+    if cfg.get("kind") != KIND:
+        raise CheckpointError(f"{d} does not hold a domain classifier (kind {cfg.get('kind')!r})")
+    classes = list(cfg["config"]["classes"])
+    net = DomainNet(len(classes), cfg["config"].get("width", WIDTH))
     net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
     stats = {}
     for key in ("cnn", "cradl"):
         if f"stats.{key}.mu" in state:
             stats[key] = {"mu": state[f"stats.{key}.mu"].double().numpy(),
                           "sigma": state[f"stats.{key}.sigma"].double().numpy()}
-    return DomainClassifier(net, list(meta["classes"]), stats, meta)
+    return DomainClassifier(net, classes, stats, _flat_meta(cfg))
 
 
 def load_domain_classifier(root: Path | None = None) -> DomainClassifier | None:
-    """The shipped domain classifier, or None when it is absent or does not verify."""
+    """The shipped domain classifier, or None when it is absent or does not verify.
+
+    Verified like a detector: against the "auxiliary" entry of `root`'s manifest.json when it is
+    listed there, else against the folder's own manifest.json."""
+    root = Path(root or checkpoints_root())
     d = domain_dir(root)
-    if not (d / META).is_file() or not (d / WEIGHTS).is_file():
+    if not (d / CONFIG).is_file() or not (d / WEIGHTS).is_file():
         return None
     try:
-        return _load_cached(str(d), (d / WEIGHTS).stat().st_mtime_ns)
+        mtimes = ((d / WEIGHTS).stat().st_mtime_ns, (d / CONFIG).stat().st_mtime_ns)
+        return _load_cached(str(d), str(root), mtimes)
     except (CheckpointError, OSError, ValueError, KeyError, RuntimeError):
         return None
 
@@ -252,33 +272,36 @@ def build_training_set(chest: np.ndarray, per_domain: int = 240, seed: int = 0) 
     return np.concatenate([_prep(x).numpy()[:, 0] for x in xs]), np.concatenate(ys), classes
 
 
-def train(chest_images: np.ndarray, out: Path, epochs: int = 12, seed: int = 0, per_domain: int = 240,
-          progress: bool = True, extra_chest: np.ndarray | None = None) -> dict[str, Any]:
+def train(chest_images: np.ndarray, out: Path, epochs: int = 12, seed: int = 0,
+          per_domain: int = RECIPE["per_domain"], progress: bool = True, extra_chest: np.ndarray | None = None,
+          dataset_name: str = "cxr-kermany") -> dict[str, Any]:
     """Train the classifier and store it with the chest-X-ray feature statistics in `out`.
 
     `chest_images`: the detectors' (normal) training chest X-rays, also used for the feature
     statistics; `extra_chest`: further chest X-rays (e.g. with pneumonia) that only widen the
-    classifier's chest class, so that pathology is not mistaken for another domain.
+    classifier's chest class, so that pathology is not mistaken for another domain. Writes a
+    checkpoint folder (weights, config, card, manifests); returns its flat `meta` dict.
     """
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     all_chest = chest_images if extra_chest is None else np.concatenate([chest_images, extra_chest])
     x, y, classes = build_training_set(all_chest, per_domain, seed)
     net = DomainNet(len(classes))
-    opt = torch.optim.Adam(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    opt = torch.optim.Adam(net.parameters(), lr=RECIPE["lr"], weight_decay=RECIPE["weight_decay"])
     counts = np.bincount(y, minlength=len(classes)).astype(np.float32)
     weight = torch.as_tensor(counts.sum() / (len(classes) * np.maximum(counts, 1)))
     xt, yt = torch.as_tensor(x)[:, None], torch.as_tensor(y)
     rng = np.random.default_rng(seed)
-    val = rng.random(len(y)) < 0.1
+    val = rng.random(len(y)) < RECIPE["held_out_fraction"]
     tr_idx, va_idx = np.nonzero(~val)[0], np.nonzero(val)[0]
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
-    best, best_acc, acc = None, -1.0, 0.0
+    best, best_acc, acc, best_epoch = None, -1.0, 0.0, 0
     for epoch in range(epochs):
         net.train()
         perm = rng.permutation(tr_idx)
-        for i in range(0, len(perm), 64):
-            b = perm[i:i + 64]
+        bs = RECIPE["batch_size"]
+        for i in range(0, len(perm), bs):
+            b = perm[i:i + bs]
             if len(b) < 2:  # BatchNorm needs two samples
                 continue
             loss = F.cross_entropy(net(xt[b]), yt[b], weight=weight)
@@ -290,7 +313,8 @@ def train(chest_images: np.ndarray, out: Path, epochs: int = 12, seed: int = 0, 
         with torch.no_grad():
             acc = float((net(xt[va_idx]).argmax(1) == yt[va_idx]).float().mean()) if len(va_idx) else 0.0
         if acc >= best_acc:  # keep the best held-out epoch
-            best_acc, best = acc, {k: v.detach().clone() for k, v in net.state_dict().items()}
+            best_acc, best_epoch = acc, epoch + 1
+            best = {k: v.detach().clone() for k, v in net.state_dict().items()}
         if progress:
             print(f"epoch {epoch + 1}/{epochs}: loss {float(loss):.4f}  held-out accuracy {acc:.3f}", flush=True)
     if best is not None:
@@ -300,7 +324,7 @@ def train(chest_images: np.ndarray, out: Path, epochs: int = 12, seed: int = 0, 
     clf = DomainClassifier(net, classes, {}, {})
     chest = np.asarray(chest_images, np.float32)
     tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
-    from .app_support import feature_stats
+    from .metrics import feature_stats
 
     mu, sig = feature_stats(clf.cnn_features(chest))
     tensors["stats.cnn.mu"], tensors["stats.cnn.sigma"] = torch.as_tensor(mu), torch.as_tensor(sig)
@@ -309,20 +333,22 @@ def train(chest_images: np.ndarray, out: Path, epochs: int = 12, seed: int = 0, 
         mu, sig = feature_stats(fn(chest))
         tensors["stats.cradl.mu"], tensors["stats.cradl.sigma"] = torch.as_tensor(mu), torch.as_tensor(sig)
     out = Path(out)
+    n_extra = 0 if extra_chest is None else len(extra_chest)
+    split = f"train split: {len(chest)} normal images (class and feature statistics)" + (
+        f" and {n_extra} abnormal images (class only)" if n_extra else "")
+    cfg = {"format": FORMAT, "id": FOLDER, "kind": KIND, "image_size": SIZE,
+           "config": {"classes": classes, "width": WIDTH, **{k: v for k, v in RECIPE.items() if k != "per_domain"}},
+           "dataset": {"name": dataset_name, "split": split, "n_abnormal_chest": n_extra,
+                       "other_domains": OTHER_DOMAINS, "per_domain": per_domain},
+           "training": {"epochs": epochs, "best_epoch": best_epoch, "held_out_accuracy": round(acc, 4),
+                        "seconds": round(time.perf_counter() - t0, 1), "n_train": int(len(tr_idx)),
+                        "n_per_class": np.bincount(y).tolist(), "seed": seed, "device": "cpu",
+                        "torch": torch.__version__, "feature_spaces": ["cnn"] + (["cradl"] if fn is not None else []),
+                        "cradl_sha256": cradl_sha}}
     save_tensors_atomic(out / WEIGHTS, tensors)
-    meta = {"format": "upd-domain-classifier/1", "classes": classes, "input_size": SIZE, "width": 16,
-            "held_out_accuracy": round(acc, 4), "epochs": epochs, "seconds": round(time.perf_counter() - t0, 1),
-            "n_train": int(len(tr_idx)), "n_per_class": np.bincount(y).tolist(),
-            "chest_source": "Kermany pediatric chest X-rays, train split: NORMAL (class + feature statistics) and "
-                            f"{0 if extra_chest is None else len(extra_chest)} PNEUMONIA images (class only) "
-                            "(CC BY 4.0; Kermany et al., Cell 2018; doi:10.17632/rscbjbr9sj.2); only weights and "
-                            "feature statistics are stored",
-            "other_domains": "embedded demo set (upd_core.demo: scikit-image, scikit-learn, pydicom, nibabel, "
-                             "Debian dataset-fashion-mnist / mricron-data), augmented",
-            "feature_spaces": ["cnn"] + (["cradl"] if fn is not None else []),
-            "cradl_sha256": cradl_sha, "sha256": sha256_file(out / WEIGHTS)}
-    write_json(out / META, meta)
-    return meta
+    write_json(out / CONFIG, cfg)
+    refresh(out)
+    return _flat_meta(cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -336,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     from .data import load_arrays, open_dataset
-    from .paths import resolve_dataset
+    from .paths import dataset_name, resolve_dataset
 
     root = resolve_dataset(args.data)
     try:  # folder layouts can also return the abnormal training images (they widen the chest class)
@@ -348,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     chest = images[labels == 0][: args.limit]
     sick = images[labels == 1]  # abnormal chest X-rays widen the chest class (never used for statistics)
     sick = sick[np.linspace(0, len(sick) - 1, min(len(sick), len(chest))).astype(int)] if len(sick) else None
-    meta = train(chest, Path(args.out), epochs=args.epochs, seed=args.seed, extra_chest=sick)
+    meta = train(chest, Path(args.out), epochs=args.epochs, seed=args.seed, extra_chest=sick,
+                 dataset_name=dataset_name(root))
     print(json.dumps({k: v for k, v in meta.items() if k != "n_per_class"}, indent=2))
     return 0
 

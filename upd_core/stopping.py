@@ -1,0 +1,24 @@
+"""How a training run stopped: the stop kinds and the "converged" / "not converged" label.
+
+Read by the training loop (which records `stop_kind`) and by everything that reports a run
+(model cards, tables, `list`); it imports nothing, so any layer may use it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+STOP_EARLY, STOP_MAX, STOP_CAP, STOP_TIME = "early stopping", "max epochs", "epoch cap", "time budget"
+CONVERGED_KINDS = (STOP_EARLY, STOP_MAX)  # the paper's rule ran to its end
+
+
+def stop_label(record: dict[str, Any]) -> str:
+    """'converged (early stopping)' / 'not converged (time budget)' for cards, tables and `list`."""
+    kind = record.get("stop_kind")
+    if kind is None:  # records written before stop kinds existed
+        reason = str(record.get("stop_reason", ""))
+        kind = STOP_TIME if "time budget" in reason else STOP_EARLY if "early" in reason else STOP_CAP
+    return f"{'converged' if kind in CONVERGED_KINDS else 'not converged'} ({kind})"
+
+
+def is_converged(record: dict[str, Any]) -> bool:
+    return stop_label(record).startswith("converged")
