@@ -55,10 +55,10 @@ def main() -> None:
                      "baseline_images_per_second": round(b, 1)})
 
     add("cradl score only (NLL, no backward)", lambda: det.score_all(xs, batch_size=n))
-    for d in ("gmm1", "gmm8", "flow"):
-        det.set_density(d)
+    for d in ("gmm1", "gmm8", "flow"):  # density heads = scoring variants (`cradl-kermany-128@gmm8`)
+        det.set_variant(d)
         add(f"cradl score + heatmap ({d}, predict)", lambda: det.predict(xs, batch_size=n))
-    det.set_density(det.config.density)
+    det.set_variant(None)
     det.config.all_maps = True
     add("cradl score + heatmaps of all 5 heads", lambda: det.predict(xs, batch_size=n))
     det.config.all_maps = False

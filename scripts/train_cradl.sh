@@ -26,11 +26,11 @@ EVAL_ARGS=${EVAL_ARGS:---synthetic-lesions 100}
 
 selected() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 
-# `helper <log-id> <args...>`: run `python -m upd_core.methods.cradl <args>` under the lock.
+# `helper <log-id> <args...>`: run `python -m upd_core.derived <args>` under the lock.
 helper() {
     local log="$LOGDIR/train_$1.log"
     shift
-    flock "$LOCK" "$PY" -m upd_core.methods.cradl "$@" >>"$log" 2>&1 || echo "$(date '+%F %T') FAILED: $* (see $log)"
+    flock "$LOCK" "$PY" -m upd_core.derived "$@" >>"$log" 2>&1 || echo "$(date '+%F %T') FAILED: $* (see $log)"
 }
 
 # `evaluate_dir <dir>`: evaluate a derived checkpoint (same protocol as `run`).

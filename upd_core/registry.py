@@ -2,6 +2,9 @@
 
 Every method family module registers its `Detector` subclasses with `@register`; the CLI, the
 checkpoint loader, the app and the contract tests all find methods only through this registry.
+Another scoring of the same weights is not a method: it is a scoring variant of the checkpoint,
+`<checkpoint>@<variant>` (`Detector.variant_names`), e.g. CRADL's density heads or the VAE's
+Table-9 scores of the CRADL paper.
 """
 from __future__ import annotations
 

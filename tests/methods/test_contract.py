@@ -87,6 +87,16 @@ def test_registry_lists_first_methods() -> None:
     assert {"spatial-ae", "dense-ae", "vae"} <= set(upd_core.list_methods())
 
 
+def test_scoring_variants_are_not_registered_as_methods() -> None:
+    """One mechanism for other scorings of the same weights: `<checkpoint>@<variant>`."""
+    ids = set(list_methods())
+    for method in ids:
+        det = get_method(method)(image_size=SIZE)
+        assert not hasattr(det, "set_density"), method
+        twins = {f"{method}-{v}" for v in det.variant_names()} & ids
+        assert not twins, f"{sorted(twins)} duplicate scoring variants of {method}"
+
+
 def test_unknown_method_is_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown method"):
         get_method("no-such-method")

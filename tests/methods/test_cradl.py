@@ -1,16 +1,17 @@
-"""CRADL: augmentations, NT-Xent, encoder API, density heads, NLL-gradient heatmaps, helpers."""
+"""CRADL: NT-Xent, encoder API, density heads as scoring variants, NLL-gradient heatmaps, and
+checkpoints derived / calibrated with `upd_core.derived`."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from upd_core.checkpoint import load_detector
+from upd_core import derived
+from upd_core.checkpoint import load_detector, save_checkpoint
 from upd_core.density import DENSITIES
-from upd_core.methods import cradl as cradl_mod
-from upd_core.methods.cradl import CRADL, CRADLConfig, DCEncoder, augment, nt_xent
+from upd_core.methods.cradl import CRADL, CRADLConfig, DCEncoder, nt_xent
 from upd_core.registry import get_method, list_methods
-from upd_core.training import TrainConfig, fit
+from upd_core.training import TrainConfig, fit, seed_everything
 
 from .test_contract import smooth_images
 
@@ -39,28 +40,19 @@ def lesioned(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> CRADL:
     x = smooth_images(72, SIZE, seed=1)
+    seed_everything(0)  # the initial weights must not depend on which tests ran before
     det = CRADL(image_size=SIZE)
     fit(det, x[:64], x[64:], tmp_path_factory.mktemp("cradl"),
         tc=TrainConfig(max_epochs=3, batch_size=16, progress=False, seed=0))
     return det
 
 
-def test_registered_ids_and_variant_defaults() -> None:
+def test_one_method_id_the_heads_are_variants() -> None:
     ids = set(list_methods())
-    assert {"cradl", "cradl-gmm1", "cradl-gmm2", "cradl-gmm4", "cradl-gmm8", "cradl-flow"} <= ids
-    assert get_method("cradl")().density == "gmm1"
-    for d in DENSITIES:
-        det = get_method(f"cradl-{d}")(image_size=SIZE)
-        assert det.density == d and isinstance(det, CRADL)
-
-
-def test_augment_is_batched_seeded_and_in_range() -> None:
-    x = torch.as_tensor(smooth_images(8, 64))[:, None]
-    a = augment(x, generator=torch.Generator().manual_seed(0))
-    b = augment(x, generator=torch.Generator().manual_seed(0))
-    c = augment(x, generator=torch.Generator().manual_seed(1))
-    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
-    assert torch.equal(a, b) and not torch.equal(a, c) and not torch.equal(a, x)
+    assert "cradl" in ids and not {i for i in ids if i.startswith("cradl-")}  # heads: `<id>@gmm4`, no ids
+    det = get_method("cradl")(image_size=SIZE)
+    assert det.density == det.variant == "gmm1" and det.variant_names() == DENSITIES
+    assert not hasattr(det, "set_density")
 
 
 def test_nt_xent() -> None:
@@ -102,25 +94,35 @@ def test_heatmap_finite_shaped_and_localises_a_lesion(trained: CRADL) -> None:
     assert pl.score.mean() > pc.score.mean()  # and the representation becomes less likely
 
 
-def test_density_choice_scores_and_percentiles(trained: CRADL, tmp_path) -> None:
+def test_density_choice_scores_and_percentiles(trained: CRADL) -> None:
     x = smooth_images(8, SIZE, seed=3)
     scores = trained.score_all(x)
     assert set(scores) == set(DENSITIES) and all(np.isfinite(v).all() for v in scores.values())
     base = trained.predict(x)
     np.testing.assert_allclose(base.score, scores["gmm1"], rtol=1e-4)
     assert base.percentile is not None
-    trained.set_density("gmm4")
+    saved = trained.val_scores_all.clone(), trained.calib_scores.clone()
+    trained.set_variant("gmm4")
     try:
         p4 = trained.predict(x)
         np.testing.assert_allclose(p4.score, scores["gmm4"], rtol=1e-4)
-        assert p4.percentile is None  # no validation NLLs for this head yet
-        trained.calibrate(smooth_images(8, SIZE, seed=64))
+        assert p4.percentile is None  # no reference NLLs for this head yet
+        # older checkpoints: the heads' validation NLLs (val_scores_all, rows in DENSITIES order)
+        trained.calibrate_heads(smooth_images(8, SIZE, seed=64))
         assert trained.val_scores_all.shape == (len(DENSITIES), 8)
+        torch.testing.assert_close(trained.reference_scores(), trained.val_scores_all[DENSITIES.index("gmm4")])
         assert trained.predict(x).percentile is not None
+        # newer checkpoints: calibration rows in variant_names() order take precedence
+        trained.calibrate_percentiles(smooth_images(6, SIZE, seed=65))
+        assert trained.calib_scores.shape == (len(DENSITIES), 6) and trained.variant == "gmm4"
+        torch.testing.assert_close(trained.reference_scores(),
+                                   trained.calib_scores[trained.variant_names().index("gmm4")])
         with pytest.raises(ValueError, match="unknown density"):
-            trained.set_density("gmm3")
+            trained.set_variant("gmm3")
     finally:
-        trained.set_density("gmm1")
+        trained.set_variant(None)
+        trained.val_scores_all, trained.calib_scores = saved
+    assert trained.variant == "gmm1"
     # all heads' maps on request
     trained.config.all_maps = True
     try:
@@ -131,10 +133,8 @@ def test_density_choice_scores_and_percentiles(trained: CRADL, tmp_path) -> None
         trained.config.all_maps = False
 
 
-def test_checkpoint_round_trip_and_derive(trained: CRADL, tmp_path, monkeypatch) -> None:
-    from upd_core.checkpoint import save_checkpoint
-
-    trained.calibrate(smooth_images(8, SIZE, seed=64))
+def test_checkpoint_round_trip_derive_and_calibrate(trained: CRADL, tmp_path, monkeypatch) -> None:
+    trained.calibrate_heads(smooth_images(8, SIZE, seed=64))
     save_checkpoint(trained, tmp_path / "src", checkpoint_id="src")
     loaded = load_detector(tmp_path / "src", device="cpu")
     assert torch.equal(loaded.val_scores_all, trained.val_scores_all.cpu())
@@ -142,12 +142,21 @@ def test_checkpoint_round_trip_and_derive(trained: CRADL, tmp_path, monkeypatch)
     np.testing.assert_allclose(loaded.predict(x).score, trained.to("cpu").predict(x).score, rtol=1e-4)
 
     val = smooth_images(8, SIZE, seed=64)
-    monkeypatch.setattr("upd_core.data.load_split", lambda *a, **k: (None, val, None, None, None))
-    cradl_mod.derive(str(tmp_path / "src"), "cradl-gmm2", str(tmp_path / "gmm2"), "gmm2")
-    variant = load_detector(tmp_path / "gmm2", device="cpu")
-    assert variant.method == "cradl-gmm2" and variant.density == "gmm2"
-    np.testing.assert_allclose(variant.predict(x).score, loaded.score_all(x)["gmm2"], rtol=1e-4)
-    np.testing.assert_allclose(variant.val_scores.numpy(), loaded.val_scores_all[1].numpy(), rtol=1e-4)
+    monkeypatch.setattr(derived, "load_split", lambda *a, **k: (None, val, None, None, None))
+    # another default head, through the entry point's `--set` (typed by the config's fields)
+    assert derived.main(["derive", "--source", str(tmp_path / "src"), "--method", "cradl",
+                         "--out", str(tmp_path / "gmm2"), "--id", "gmm2", "--set", "density=gmm2"]) == 0
+    other = load_detector(tmp_path / "gmm2", device="cpu")
+    assert other.method == "cradl" and other.density == "gmm2" and other.variant_names()[0] == "gmm2"
+    np.testing.assert_allclose(other.predict(x).score, loaded.score_all(x)["gmm2"], rtol=1e-4)
+    np.testing.assert_allclose(other.val_scores.numpy(), loaded.val_scores_all[1].numpy(), rtol=1e-4)
+    assert other.calib_scores.numel() == 0  # the source had none
+
+    # `calibrate`: the heads' validation NLLs; `--percentiles`: calibration rows of every variant
+    assert derived.main(["calibrate", "--checkpoint", str(tmp_path / "src"), "--percentiles"]) == 0
+    cal = load_detector(tmp_path / "src", device="cpu")
+    assert cal.val_scores_all.shape == (len(DENSITIES), 8) and cal.calib_scores.shape == (len(DENSITIES), 8)
+    np.testing.assert_allclose(cal.calib_scores[0].numpy(), loaded.score_all(val)["gmm1"], rtol=1e-4)
 
 
 def test_config_defaults_follow_the_paper() -> None:

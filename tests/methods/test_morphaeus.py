@@ -24,7 +24,7 @@ def blobs(n: int, size: int, seed: int = 0) -> torch.Tensor:
 @pytest.fixture(autouse=True)
 def no_perceptual_lookup(monkeypatch):
     """Keep tests offline and independent of shipped checkpoints: no SSL encoder, empty hub cache."""
-    monkeypatch.setattr("upd_core.perceptual._load_ssl_detector", lambda: None)
+    monkeypatch.setattr("upd_core.perceptual._load_ssl_detector", lambda *a: None)
     monkeypatch.setattr("upd_core.perceptual.lpips_available", lambda net="alex": False)
 
 
@@ -85,10 +85,11 @@ def test_lncc_of_image_with_itself_is_optimum() -> None:
 
 
 def test_beta_ramp() -> None:
-    cfg = mm.MorphAEusConfig(beta_ramp_epochs=20)
+    cfg = mm.MorphAEusConfig(beta_ramp_epochs=20, warp_start_epoch=10)
     assert mm.beta_schedule(cfg, 0) == pytest.approx(1e-3)
-    assert mm.beta_schedule(cfg, 10) == pytest.approx(1e-3 + 0.5 * (3 - 1e-3))
-    assert mm.beta_schedule(cfg, 20) == pytest.approx(3.0)
+    assert mm.beta_schedule(cfg, 10) == pytest.approx(1e-3)  # the ramp starts with L_warp
+    assert mm.beta_schedule(cfg, 20) == pytest.approx(1e-3 + 0.5 * (3 - 1e-3))
+    assert mm.beta_schedule(cfg, 30) == pytest.approx(3.0)
     assert mm.beta_schedule(cfg, 500) == pytest.approx(3.0)
     vals = [mm.beta_schedule(cfg, e) for e in range(25)]
     assert all(b >= a for a, b in zip(vals, vals[1:]))

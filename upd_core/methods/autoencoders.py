@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .. import scoring
 from ..registry import register
 from .blocks import ConvDecoder, ConvEncoder
 from .reconstruction import ReconstructionConfig, ReconstructionDetector, rec_loss
+from .vae_helpers import GAUSS_SIGMA, MEDIAN_SIZE, VARIANTS, kl_normal, reparameterize, table9
 
 
 @dataclass
@@ -132,13 +132,11 @@ class VAE(ReconstructionDetector):
         return {"reconstruction": self.decode(mu)}
 
     # ---- scoring variants of the CRADL paper (Table 9) from the same weights ----
-    # 'rec' (default): residual map, mean score; 'kl-grad': |d KL / d x| map; 'combi': kl-grad x
-    # residual; 'elbo': combi map with the ELBO (sum |x - x_hat| + KL) as image score. Gradient maps
-    # get CRADL's post-processing (Sec. 4.5: 5x5 median pooling, then Gaussian smoothing).
-    TABLE9_VARIANTS = ("rec", "kl-grad", "combi", "elbo")
-
+    # 'rec' (default): the residual map as configured; 'kl-grad': |d KL / d x| map, KL score;
+    # 'combi': kl-grad x residual map, its mean as score; 'elbo': combi map, ELBO score. Computed by
+    # `vae_helpers.table9`, as for the ceVAE.
     def variant_names(self) -> tuple[str, ...]:
-        return self.TABLE9_VARIANTS
+        return tuple(VARIANTS)
 
     @property
     def variant(self) -> str | None:
@@ -154,36 +152,19 @@ class VAE(ReconstructionDetector):
         # validation scores were stored for the default ('rec') scoring only
         return super().reference_scores() if self.variant == "rec" else None
 
-    def kl_gradient(self, x: torch.Tensor, retain_graph: bool = False) -> tuple[torch.Tensor, ...]:
-        """(x with grad, mu, KL(q(z|x) || p(z)) per image, d KL / d x) — CRADL Table 9's KL-grad.
-        `retain_graph` keeps the encoder graph for a further gradient through mu (RADL's NLL)."""
-        x = x.detach().float().requires_grad_(True)
-        with torch.enable_grad():
-            mu, logvar = self.encode(x)
-            mu, logvar = mu.float(), logvar.float()
-            kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
-            (g_kl,) = torch.autograd.grad(kl.sum(), x, retain_graph=retain_graph)
-        return x, mu, kl, g_kl
-
     def forward_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.variant == "rec":
             return super().forward_maps(x)
-        x, mu, kl, g_kl = self.kl_gradient(x)
-        with torch.no_grad():
-            x_hat = self.decode(mu.detach()).float()
-            rec = (x.detach() - x_hat).abs()[:, 0]
-            kl_map = scoring.postprocess(g_kl.abs()[:, 0], 5, 2.0)
-            amap = kl_map if self.variant == "kl-grad" else kl_map * scoring.postprocess(rec, 5, 2.0)
-            out = {"anomaly_map": amap, "reconstruction": x_hat, "rec": rec, "kl_grad": kl_map}
-            if self.variant == "elbo":
-                out["score"] = rec.flatten(1).sum(1) + kl.detach()
+        map_kind, image_score = VARIANTS[self.variant]
+        out = table9(self, x, map_kind, image_score, (MEDIAN_SIZE, GAUSS_SIGMA))
+        # This config's own post-processing (none, for the MorphAEus 'rec' map) is what `predict`
+        # applies; the Table-9 map gets CRADL's (Sec. 4.5) here instead.
+        out["anomaly_map"] = out[map_kind.replace("-", "_")]
         return out
 
     def loss(self, x: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
         mu, logvar = self.encode(x)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        x_hat = self.decode(z)
-        n_pix = x[0].numel()
+        x_hat = self.decode(reparameterize(mu, logvar))
         rec = rec_loss(x_hat, x, self.config.rec_loss)  # per pixel
-        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).float().sum(1).mean() / n_pix  # per pixel
+        kl = kl_normal(mu, logvar).mean() / x[0].numel()  # per pixel
         return {"loss": rec + self.config.kl_weight * kl, "rec": rec, "kl": kl}

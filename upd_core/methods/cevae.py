@@ -1,21 +1,17 @@
-"""VAE and context-encoding VAE (ceVAE, Zimmerer et al. 2018) with CRADL's scoring functions, and
-RADL: CRADL's density models fitted on the VAE/ceVAE representations (Lüth et al., Sec. 5.3).
+"""Context-encoding VAE (ceVAE, Zimmerer et al. 2018) with CRADL's scoring functions, and RADL:
+CRADL's density models fitted on the ceVAE's representations (Lüth et al., Sec. 5.3).
 
 ceVAE loss (CRADL appendix B, Eq. 7-8): L1 reconstruction + beta * KL (beta = 1), plus gamma = 1
 times the L1 error of restoring the image from a copy with random cut-out boxes,
-x_restore = Dec(E[z | x_masked]). Training views: scaling, mirroring, rotation, multiplicative
-brightness and Gaussian noise (CRADL Sec. 4.4).
+x_restore = Dec(E[z | x_masked]); gamma = 0 is the CRADL paper's VAE baseline. Training views:
+scaling, mirroring, rotation, multiplicative brightness and Gaussian noise (CRADL Sec. 4.4).
 
-Scoring (CRADL Table 9), all computed in one pass and returned in `Prediction.extras`:
-  maps   'rec'       |x - x_hat| (x_hat = Dec(mu))
-         'kl_grad'   |d KL(q(z|x) || p(z)) / d x|
-         'combi'     kl_grad * rec
-         'nll_grad'  |d NLL(mu) / d x| under a density head (RADL)
-  scores 'elbo' (sum |x - x_hat| + KL), 'kl', 'rec' (mean |x - x_hat|), 'nll' (RADL), or 'map'
-         (the chosen map reduced with `score_reduction`).
-`score_kind` picks the anomaly map, `image_score` the image score. The density heads (GMM
-K = 1, 2, 4, 8 and RealNVP on mu) are always fitted after training, so a "radl" checkpoint can be
-derived from a trained "cevae" one without retraining (see upd_core.methods.cradl.derive).
+Scoring: CRADL Table 9 (`vae_helpers.table9`, shared with the VAE), all maps in one pass and
+returned in `Prediction.extras` ('rec', 'kl_grad', 'combi', 'nll_grad'). `score_kind` picks the
+anomaly map, `image_score` the image score; the ceVAE's scoring variants are elbo, combi, rec and
+kl-grad. The density heads (GMM K = 1, 2, 4, 8 and RealNVP on mu) are always fitted after
+training, so a "radl" checkpoint is derived from a trained "cevae" one without retraining
+(`python -m upd_core.derived derive`); RADL's scoring variants are the heads.
 """
 from __future__ import annotations
 
@@ -23,38 +19,15 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import scoring
-from ..density import DENSITIES
 from ..registry import register
+from .augmentations import augment, cutout
 from .autoencoders import VAE, VAEConfig
-from .cradl import RepresentationDensityMixin, augment
+from .density_heads import RepresentationDensityMixin
 from .reconstruction import rec_loss
+from .vae_helpers import GAUSS_SIGMA, IMAGE_SCORES, MAP_KINDS, MEDIAN_SIZE, VARIANTS, table9
 
-MAP_KINDS = ("rec", "kl-grad", "combi", "nll-grad")
-IMAGE_SCORES = ("elbo", "kl", "rec", "nll", "map")
-# Scoring variants of CRADL Table 9 from the same weights: name -> (map, image score).
-SCORE_VARIANTS = {"elbo": ("combi", "elbo"), "combi": ("combi", "map"), "rec": ("rec", "rec"),
-                  "kl-grad": ("kl-grad", "kl")}
-
-
-def cutout(x: torch.Tensor, n_boxes: int = 3, size: tuple[float, float] = (0.1, 0.4),
-           generator: torch.Generator | None = None) -> torch.Tensor:
-    """Zero 1..n_boxes random rectangles (sides `size` x image side) per image (ceVAE context task)."""
-    n, _, h, w = x.shape
-    k = n_boxes
-
-    def u(lo: float, hi: float, shape) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(shape, generator=generator)
-
-    bh, bw = u(*size, (n, k)) * h, u(*size, (n, k)) * w
-    y0, x0 = u(0, 1, (n, k)) * (h - bh), u(0, 1, (n, k)) * (w - bw)
-    used = torch.arange(k)[None] < torch.randint(1, k + 1, (n, 1), generator=generator)
-    yy = torch.arange(h, dtype=torch.float32)[None, None, :, None]
-    xx = torch.arange(w, dtype=torch.float32)[None, None, None, :]
-    inside = ((yy >= y0[..., None, None]) & (yy < (y0 + bh)[..., None, None]) &
-              (xx >= x0[..., None, None]) & (xx < (x0 + bw)[..., None, None]) & used[..., None, None])
-    keep = (~inside.any(1, keepdim=True)).to(x.device, x.dtype)
-    return x * keep
+# The ceVAE's variant order (rows of `calib_scores` in trained checkpoints follow it).
+VARIANT_ORDER = ("elbo", "combi", "rec", "kl-grad")
 
 
 @dataclass
@@ -89,8 +62,8 @@ class CEVAEConfig(VAEConfig):
     flow_blocks: int = 8
     flow_epochs: int = 60
     # Sec. 4.5: the same post-processing for all methods (5x5 median, Gaussian smoothing).
-    median_size: int = 5
-    gauss_sigma: float = 2.0
+    median_size: int = MEDIAN_SIZE
+    gauss_sigma: float = GAUSS_SIGMA
 
 
 @register
@@ -121,23 +94,22 @@ class CEVAE(RepresentationDensityMixin, VAE):
     def variant_names(self) -> tuple[str, ...]:
         if self._uses_heads():
             return super().variant_names()
-        own = [n for n, v in SCORE_VARIANTS.items() if v == self._default_scoring]
-        return tuple(own + [n for n in SCORE_VARIANTS if n not in own])
+        own = [n for n in VARIANT_ORDER if VARIANTS[n] == self._default_scoring]
+        return tuple(own + [n for n in VARIANT_ORDER if n not in own])
 
     @property
     def variant(self) -> str | None:
         if self._uses_heads():
             return self.density
         now = (self.config.score_kind, self.config.image_score)
-        return next((n for n, v in SCORE_VARIANTS.items() if v == now), None)
+        return next((n for n in VARIANT_ORDER if VARIANTS[n] == now), None)
 
     def set_variant(self, name: str | None) -> None:
         if self._uses_heads():
             return super().set_variant(name)
-        if name is not None and name not in SCORE_VARIANTS:
-            raise ValueError(f"{self.method} has no scoring variant {name!r} (available: {', '.join(SCORE_VARIANTS)})")
-        self.config.score_kind, self.config.image_score = (
-            self._default_scoring if name is None else SCORE_VARIANTS[name])
+        if name is not None and name not in VARIANTS:
+            raise ValueError(f"{self.method} has no scoring variant {name!r} (available: {', '.join(VARIANT_ORDER)})")
+        self.config.score_kind, self.config.image_score = self._default_scoring if name is None else VARIANTS[name]
 
     def reference_scores(self) -> torch.Tensor | None:
         if self.calib_scores.numel():  # calibrated: every variant has its own reference scores
@@ -175,53 +147,12 @@ class CEVAE(RepresentationDensityMixin, VAE):
             torch.manual_seed(1234)
             return float(self.loss(x, epoch, torch.Generator().manual_seed(1234))["loss"])
 
-    def fit_extra(self, train: torch.Tensor, progress: bool = True) -> None:
-        self._fit_densities(self.representations(train), progress)
-
-    # ---- inference ----
+    # ---- inference: CRADL Table 9, plus RADL's NLL-gradient map when the heads are fitted ----
     def forward_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         c = self.config
-        use_nll = self.densities.fitted(self.density)
-        x, mu, kl, g_kl = self.kl_gradient(x, retain_graph=use_nll)
-        if use_nll:
-            with torch.enable_grad():
-                nll = self.densities.nll(mu, self.density)
-                (g_nll,) = torch.autograd.grad(nll.sum(), x)
-        with torch.no_grad():
-            x_hat = self.decode(mu.detach()).float()
-            rec = (x.detach() - x_hat).abs()[:, 0]
-            maps = {"rec": rec, "kl-grad": g_kl.abs()[:, 0], "combi": g_kl.abs()[:, 0] * rec}
-            if use_nll:
-                maps["nll-grad"] = g_nll.abs()[:, 0]
-            if c.score_kind not in maps:
-                raise ValueError(f"score_kind {c.score_kind!r} needs fitted density heads")
-            scores = {"elbo": rec.flatten(1).sum(1) + kl.detach(), "kl": kl.detach(), "rec": rec.flatten(1).mean(1)}
-            if use_nll:
-                scores["nll"] = nll.detach()
-            out = {"anomaly_map": maps[c.score_kind], "reconstruction": x_hat}
-            for name, m in maps.items():
-                out[name.replace("-", "_")] = scoring.postprocess(m, c.median_size, c.gauss_sigma)
-            if c.image_score != "map":
-                if c.image_score not in scores:
-                    raise ValueError(f"image_score {c.image_score!r} needs fitted density heads")
-                out["score"] = scores[c.image_score]
-        return out
-
-
-@dataclass
-class VAEScoresConfig(CEVAEConfig):
-    ce_weight: float = 0.0  # no context-encoding term: the CRADL paper's VAE baseline
-
-
-@register
-class VAECombi(CEVAE):
-    """VAE (CRADL's baseline: L1 + KL, augmented views) with the same scoring functions as ceVAE."""
-
-    method = "vae-combi"
-    title = "VAE (KL-grad / combi scores)"
-    paper = ("Zimmerer et al., Unsupervised Anomaly Localization using Variational Auto-Encoders "
-             "(arXiv:1907.02796); scoring as in Lüth et al. (CRADL).")
-    Config = VAEScoresConfig
+        fitted = self.densities.fitted(self.density)
+        nll = (lambda mu: self.densities.nll(mu, self.density)) if fitted else None
+        return table9(self, x, c.score_kind, c.image_score, (c.median_size, c.gauss_sigma), nll)
 
 
 @dataclass
@@ -239,6 +170,3 @@ class RADL(CEVAE):
     title = "RADL (ceVAE representations)"
     paper = "Lüth et al., CRADL, Sec. 5.3 (RADL on ceVAE representations)."
     Config = RADLConfig
-
-
-__all__ = ["CEVAE", "RADL", "VAECombi", "cutout", "DENSITIES"]

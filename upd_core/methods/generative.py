@@ -21,16 +21,7 @@ from ..registry import register
 from .autoencoders import VAE, VAEConfig
 from .blocks import ConvDecoder, ConvEncoder, activation, conv_bn_act
 from .reconstruction import ReconstructionConfig, ReconstructionDetector, rec_loss
-
-
-def kl_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)) per sample, summed over latent dimensions (nats)."""
-    mu, logvar = mu.float(), logvar.float()
-    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
-
-
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+from .vae_helpers import kl_normal, reparameterize
 
 
 def sse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -188,9 +188,10 @@ class MorphAEusConfig(ReconstructionConfig):
 
 
 def beta_schedule(cfg: MorphAEusConfig, epoch: int) -> float:
-    """Linear ramp of the deformation penalty weight from beta_start (epoch 0) to beta_end
-    (epoch >= beta_ramp_epochs); `epoch` is 0-based as in the training loop."""
-    t = min(1.0, max(0.0, epoch / max(1, cfg.beta_ramp_epochs)))
+    """Linear ramp of the deformation penalty weight from beta_start, at the epoch L_warp is
+    switched on (`warp_start_epoch`, Sec. 3), to beta_end `beta_ramp_epochs` later (Sec. 3: "beta
+    increases linearly from 1e-3 to 3"); `epoch` is 0-based as in the training loop."""
+    t = min(1.0, max(0.0, (epoch - cfg.warp_start_epoch) / max(1, cfg.beta_ramp_epochs)))
     return cfg.beta_start + t * (cfg.beta_end - cfg.beta_start)
 
 
