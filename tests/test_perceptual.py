@@ -39,7 +39,7 @@ class FakeSSL(nn.Module):
 
 
 def test_auto_without_anything_is_none_with_warning(monkeypatch) -> None:
-    monkeypatch.setattr(pm, "_load_ssl_detector", lambda: None)
+    monkeypatch.setattr(pm, "_load_ssl_detector", lambda *a: None)
     assert not pm.lpips_available("alex") and not pm.lpips_available("vgg")
     pl = pm.PerceptualLoss("auto")
     with pytest.warns(RuntimeWarning, match="perceptual loss disabled"):
@@ -57,7 +57,7 @@ def test_missing_ssl_checkpoint_is_handled_without_download(monkeypatch, tmp_pat
 
 
 def test_explicit_unavailable_backend_is_a_clear_error(monkeypatch) -> None:
-    monkeypatch.setattr(pm, "_load_ssl_detector", lambda: None)
+    monkeypatch.setattr(pm, "_load_ssl_detector", lambda *a: None)
     with pytest.raises(RuntimeError, match="cache"):
         pm.PerceptualLoss("lpips-alex").resolve()
     with pytest.raises(RuntimeError, match="cradl"):
@@ -83,7 +83,7 @@ def test_lpips_used_only_when_weights_are_cached(monkeypatch) -> None:
     import lpips
 
     monkeypatch.setattr(lpips, "LPIPS", FakeLPIPS)
-    monkeypatch.setattr(pm, "_load_ssl_detector", lambda: None)
+    monkeypatch.setattr(pm, "_load_ssl_detector", lambda *a: None)
     cache = pm.lpips_cache_file("alex")
     cache.parent.mkdir(parents=True)
     cache.write_bytes(b"pretend weights")  # what an online machine would have downloaded
@@ -102,7 +102,7 @@ def test_domain_ssl_features(monkeypatch, sequential: bool) -> None:
     fake = FakeSSL(sequential)
     if sequential:
         fake.encoder(torch.zeros(1, 1, 32, 32))  # materialise the lazy layer
-    monkeypatch.setattr(pm, "_load_ssl_detector", lambda: fake)
+    monkeypatch.setattr(pm, "_load_ssl_detector", lambda *a: fake)
     pl = pm.PerceptualLoss("auto")
     assert pl.resolve() == "perceptual: domain SSL features (cradl-kermany-128)"
     assert "LPIPS" not in pl.name
@@ -123,9 +123,9 @@ def test_domain_ssl_features(monkeypatch, sequential: bool) -> None:
 def test_morphaeus_records_backend_in_config(monkeypatch) -> None:
     from upd_core.registry import get_method
 
-    monkeypatch.setattr(pm, "_load_ssl_detector", lambda: FakeSSL())
+    monkeypatch.setattr(pm, "_load_ssl_detector", lambda *a: FakeSSL())
     det = get_method("morphaeus")(image_size=32)
     assert det.config.perceptual_used == ""
     det.train().loss(torch.rand(2, 1, 32, 32), epoch=0)
     assert det.config.perceptual_used.startswith("perceptual: domain SSL features")
-    assert all(k.split(".")[0] in ("ae", "deformer", "val_scores") for k in det.state_dict())
+    assert all(k.split(".")[0] in ("ae", "deformer", "val_scores", "calib_scores") for k in det.state_dict())

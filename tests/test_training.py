@@ -4,11 +4,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from tests.methods.test_contract import smooth_images
 from upd_core.checkpoint import load_detector
 from upd_core.registry import get_method
-from upd_core.training import STATE_DIR, TrainConfig, fit
+from upd_core.training import STATE_DIR, TrainConfig, fit, is_converged, seed_everything, stop_label
 
 
 @pytest.fixture(scope="module")
@@ -57,16 +58,58 @@ def test_resume_continues_where_it_stopped(tmp_path, data, monkeypatch):
     assert load_detector(out).predict(data[1]).score.shape == (len(data[1]),)
 
 
-def test_same_seed_same_weights(tmp_path, data):
-    tc = TrainConfig(max_epochs=2, batch_size=8, progress=False, amp="off", channels_last=False)
-    torch.manual_seed(123)  # the loop must reseed itself: outer RNG state must not matter
-    a = get_method("spatial-ae")(image_size=32)
-    fit(a, *data, tmp_path / "a", tc=tc)
-    torch.manual_seed(123)
-    c = get_method("spatial-ae")(image_size=32)
-    fit(c, *data, tmp_path / "c", tc=tc)
-    for (k, va), vc in zip(a.state_dict().items(), c.state_dict().values()):
-        assert torch.allclose(va.float(), vc.float(), atol=1e-6), k
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, data, monkeypatch):
+    tc = TrainConfig(max_epochs=3, batch_size=8, progress=False, amp="off", seed=4)
+    seed_everything(4)
+    full = get_method("spatial-ae")(image_size=32)
+    fit(full, *data, tmp_path / "full", tc=tc)
+    seed_everything(4)
+    part = get_method("spatial-ae")(image_size=32)
+    calls = {"n": 0}
+    orig = part.training_step
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:  # 2 steps per epoch: die in the 2nd epoch
+            raise KeyboardInterrupt
+        return orig(*a, **k)
+
+    monkeypatch.setattr(part, "training_step", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        fit(part, *data, tmp_path / "part", tc=tc)
+    seed_everything(99)  # a different process: RNG state at resume time must not matter
+    again = get_method("spatial-ae")(image_size=32)
+    fit(again, *data, tmp_path / "part", tc=tc, resume=True)
+    a = load_file(str(tmp_path / "full" / "model.safetensors"))
+    b = load_file(str(tmp_path / "part" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_stop_kinds_and_labels(tmp_path, data):
+    det = get_method("spatial-ae")(image_size=32)
+    rec = fit(det, *data, tmp_path / "cap", tc=TrainConfig(cap_epochs=2, batch_size=8, progress=False))
+    assert rec["stop_kind"] == "epoch cap" and rec["converged"] is False and rec["epochs"] == 2
+    assert stop_label(rec) == "not converged (epoch cap)"
+    det = get_method("spatial-ae")(image_size=32)
+    rec = fit(det, *data, tmp_path / "max", tc=TrainConfig(max_epochs=2, batch_size=8, progress=False))
+    assert stop_label(rec) == "converged (max epochs)"
+    assert stop_label({"stop_reason": "time budget of 6.0 min reached"}) == "not converged (time budget)"
+    assert not is_converged({"stop_reason": "time budget of 6.0 min reached"})
+
+
+def test_calibration_scores_give_percentiles_for_every_variant(tmp_path, data):
+    det = get_method("vae")(image_size=32)
+    fit(det, *data, tmp_path / "v", tc=TrainConfig(cap_epochs=1, batch_size=8, progress=False),
+        calib_images=data[1][:5])
+    loaded = load_detector(tmp_path / "v")
+    assert tuple(loaded.calib_scores.shape) == (len(loaded.variant_names()), 5)
+    for name in loaded.variant_names():
+        v = load_detector(f"{tmp_path / 'v'}@{name}")
+        ref = v.reference_scores().numpy()
+        np.testing.assert_allclose(np.sort(ref), np.sort(v.predict(data[1][:5]).score), rtol=1e-4, atol=1e-6)
+        assert v.predict(data[1][:2]).percentile is not None
 
 
 def test_time_budget_stops(tmp_path, data):

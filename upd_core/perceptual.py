@@ -228,7 +228,7 @@ class PerceptualLoss(nn.Module):
             det = _load_ssl_detector(self.encoder)
             if det is not None:
                 self.impl = DomainFeatures(det)
-                self.name = f"perceptual: domain SSL features ({det.checkpoint_id or self.encoder})"
+                self.name = f"perceptual: domain SSL features ({getattr(det, 'checkpoint_id', '') or self.encoder})"
                 return self.name
             if b == "domain-ssl":
                 raise RuntimeError(f"perceptual backend 'domain-ssl' requested but checkpoint {self.encoder!r} "

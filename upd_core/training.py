@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from .checkpoint import load_state, save_checkpoint, save_tensors_atomic, write_json
 from .detector import Detector
 from .device import autocast_factory, resolve_device
+from .stopping import CONVERGED_KINDS, STOP_CAP, STOP_EARLY, STOP_MAX, STOP_TIME, is_converged, stop_label  # noqa: F401 (re-exported)
 
 STATE_DIR = "train_state"
 
@@ -44,10 +45,6 @@ class TrainConfig:
     amp: str = "auto"  # bf16 autocast ("auto"/"bf16") or "off"
     channels_last: bool = True
     progress: bool = True
-
-
-STOP_EARLY, STOP_MAX, STOP_CAP, STOP_TIME = "early stopping", "max epochs", "epoch cap", "time budget"
-CONVERGED_KINDS = (STOP_EARLY, STOP_MAX)  # the paper's rule ran to its end
 
 
 def seed_everything(seed: int) -> None:
@@ -92,6 +89,11 @@ def _restore_optimizers(optimizers: dict, tensors: dict, meta: dict) -> None:
             idx, k = key.split("/")
             state.setdefault(int(idx), {})[k] = v
         opt.load_state_dict({"state": state, "param_groups": meta[name]["param_groups"]})
+        params = [p for g in opt.param_groups for p in g["params"]]
+        for p in params:  # moments in the parameter's memory format (channels_last), as when fresh
+            for k, v in opt.state.get(p, {}).items():
+                if torch.is_tensor(v) and v.shape == p.shape:
+                    opt.state[p][k] = torch.empty_like(p).copy_(v)
 
 
 def _save_state(out: Path, det: Detector, optimizers: dict, record: dict, best: dict) -> None:
@@ -112,19 +114,6 @@ def _load_state(out: Path, det: Detector, optimizers: dict) -> tuple[dict, dict]
                         info["optimizers"])
     best = {k[5:]: v for k, v in tensors.items() if k.startswith("best/")}
     return info["record"], best
-
-
-def stop_label(record: dict[str, Any]) -> str:
-    """'converged (early stopping)' / 'not converged (time budget)' for cards, tables and `list`."""
-    kind = record.get("stop_kind")
-    if kind is None:  # records written before stop kinds existed
-        reason = str(record.get("stop_reason", ""))
-        kind = STOP_TIME if "time budget" in reason else STOP_EARLY if "early" in reason else STOP_CAP
-    return f"{'converged' if kind in CONVERGED_KINDS else 'not converged'} ({kind})"
-
-
-def is_converged(record: dict[str, Any]) -> bool:
-    return stop_label(record).startswith("converged")
 
 
 def fit(det: Detector, train_images: Any, val_images: Any, out_dir: str | Path, *,

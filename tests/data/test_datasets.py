@@ -70,8 +70,10 @@ def test_kermany_counts_labels_and_splits(kermany):
     val = open_dataset(kermany, split="val", size=S)
     test = open_dataset(kermany, split="test", size=S)
     assert train.layout == "kermany" and isinstance(train, FolderDataset)
-    assert len(train) + len(val) == 40 and len(val) >= 1
-    assert set(train.ids).isdisjoint(val.ids)
+    calib = open_dataset(kermany, split="calib", size=S)
+    assert len(train) + len(val) + len(calib) == 40 and len(val) >= 1 and len(calib) >= 1
+    assert set(train.ids).isdisjoint(val.ids) and set(calib.ids).isdisjoint(set(train.ids) | set(val.ids))
+    assert (calib.labels == 0).all()
     assert all(i.startswith("train/NORMAL/") for i in train.ids + val.ids)
     assert (train.labels == 0).all() and (val.labels == 0).all()
     assert len(test) == 10 and test.labels.sum() == 6 and test.labels.dtype == np.int64
@@ -102,10 +104,10 @@ def test_covid19_radiography_flat_layout_ignores_lung_masks(tmp_path):
             write_image(root / cls / "images" / f"{cls}-{i}.png", seed=i)
             write_mask(root / cls / "masks" / f"{cls}-{i}.png", (2, 20, 2, 10))
     assert detect_layout(root) == "covid19"
-    parts = {s: open_dataset(root, split=s, size=S) for s in ("train", "val", "test")}
+    parts = {s: open_dataset(root, split=s, size=S) for s in ("train", "val", "calib", "test")}
     ids = {s: set(d.ids) for s, d in parts.items()}
-    assert not (ids["train"] & ids["val"]) and not (ids["train"] & ids["test"]) \
-        and not (ids["val"] & ids["test"])
+    names = list(ids)
+    assert all(not (ids[a] & ids[b]) for i, a in enumerate(names) for b in names[i + 1:])
     n_normal = sum(int((d.labels == 0).sum()) for d in parts.values())
     assert n_normal == 30  # every normal image is in exactly one split
     assert all("/masks/" not in i for s in ids.values() for i in s)
@@ -138,8 +140,8 @@ def test_brain_mri_kaggle_layout(tmp_path):
     root = make_tree(tmp_path / "brain", {"Training/notumor": 20, "Testing/notumor": 3,
                                           "Testing/glioma": 4, "Testing/pituitary": 2})
     assert detect_layout(root) == "brain-mri"
-    train, val = (open_dataset(root, split=s, size=S) for s in ("train", "val"))
-    assert len(train) + len(val) == 20
+    train, val, calib = (open_dataset(root, split=s, size=S) for s in ("train", "val", "calib"))
+    assert len(train) + len(val) + len(calib) == 20
     test = open_dataset(root, split="test", size=S)
     assert len(test) == 9 and test.labels.sum() == 6
 
@@ -191,8 +193,9 @@ def test_chexpert_csv_mode(chexpert):
     assert detect_layout(chexpert) == "chexpert"
     train = open_dataset(chexpert, split="train", size=S)
     val = open_dataset(chexpert, split="val", size=S)
+    calib = open_dataset(chexpert, split="calib", size=S)
     assert isinstance(train, CheXpertDataset)
-    assert len(train) + len(val) == 16  # frontal "No Finding" rows; the lateral view is dropped
+    assert len(train) + len(val) + len(calib) == 16  # frontal "No Finding" rows; the lateral view is dropped
     assert all("lateral" not in i for i in train.ids + val.ids)
     test = open_dataset(chexpert, split="test", size=S)
     assert len(test) == 5 and test.labels.tolist().count(1) == 3  # uncertain-only row excluded
@@ -200,8 +203,8 @@ def test_chexpert_csv_mode(chexpert):
     # the CheXpert-v1.0-small folder itself also works as root
     inner = CheXpertDataset(chexpert / "CheXpert-v1.0-small", "test", S)
     assert inner.ids == test.ids and inner[0].image.shape == (S, S)
-    males = CheXpertDataset(chexpert, "train", S, sex="male", val_fraction=0.0)
-    assert len(males) == 8
+    males = [CheXpertDataset(chexpert, s, S, sex="male", val_fraction=0.0) for s in ("train", "calib")]
+    assert len(males[0]) + len(males[1]) == 8
 
 
 def test_chexpert_simple_split_lists(chexpert):
@@ -211,16 +214,19 @@ def test_chexpert_simple_split_lists(chexpert):
     (d / "train.txt").write_text("# normal training images\n" + "\n".join(rel[:12]) + "\n\n")
     (d / "test_normal.txt").write_text("\n".join(rel[12:16]))
     (d / "test_abnormal.txt").write_text("\n".join(rel[16:21]))
-    train, val = (open_dataset(chexpert, split=s, size=S) for s in ("train", "val"))
-    assert len(train) + len(val) == 12 and set(train.ids).isdisjoint(val.ids)
+    train, val, calib = (open_dataset(chexpert, split=s, size=S) for s in ("train", "val", "calib"))
+    assert len(train) + len(val) + len(calib) == 12 and set(train.ids).isdisjoint(val.ids)
     test = open_dataset(chexpert, split="test", size=S)
     assert len(test) == 9 and test.labels.sum() == 5
     (d / "val.txt").write_text("\n".join(rel[10:12]))
     assert open_dataset(chexpert, split="val", size=S).ids == rel[10:12]
-    assert len(open_dataset(chexpert, split="train", size=S)) == 10
-    (d / "train.txt").write_text("elsewhere/patient1/view1_frontal.jpg\n")
+    calib = open_dataset(chexpert, split="calib", size=S).ids
+    assert len(open_dataset(chexpert, split="train", size=S)) == 10 - len(calib)
+    assert not set(calib) & set(rel[10:12])
+    (d / "val.txt").unlink()
+    (d / "train.txt").write_text("elsewhere/patient1/view1_frontal.jpg\nelsewhere/patient2/view1_frontal.jpg\n")
     with pytest.raises(DataError, match="were not found under"):
-        len(open_dataset(chexpert, split="train", size=S))
+        len(open_dataset(chexpert, split="val", size=S))
 
 
 def test_chexpert_upd_study_lists(chexpert):
@@ -233,10 +239,10 @@ def test_chexpert_upd_study_lists(chexpert):
     (base / "anomal_splits" / "male_anomal_enlarged_AP_no_sup_5.txt").write_text("\n".join(rel[17:22]))
     test = CheXpertDataset(chexpert, "test", S, n_test=4)
     assert sorted(test.ids) == sorted(rel[:4] + rel[17:21]) and test.labels.sum() == 4
-    train = CheXpertDataset(chexpert, "train", S, n_test=4, val_fraction=0.0)
-    assert sorted(train.ids) == sorted(rel[4:14])
-    both = CheXpertDataset(chexpert, "train", S, n_test=1, sex="both", val_fraction=0.0)
-    assert len(both) == 4  # both lists cut to 3 lines, minus 1 test line each
+    train, calib = (CheXpertDataset(chexpert, s, S, n_test=4, val_fraction=0.0) for s in ("train", "calib"))
+    assert sorted(train.ids + calib.ids) == sorted(rel[4:14]) and not set(train.ids) & set(calib.ids)
+    both = [CheXpertDataset(chexpert, s, S, n_test=1, sex="both", val_fraction=0.0) for s in ("train", "calib")]
+    assert len(both[0]) + len(both[1]) == 4  # both lists cut to 3 lines, minus 1 test line each
     with pytest.raises(DataError, match="no UPD split list matching"):
         _ = CheXpertDataset(chexpert, "train", S, support_devices=True).records
 
@@ -292,9 +298,10 @@ def test_normal_volumes_split_by_subject(tmp_path):
         write_volume(root / f"sub-CC{k:04d}" / "anat", f"sub-CC{k:04d}", lesion=False,
                      modalities=("_T2w", "_T1w"))
     ds = {s: VolumeSliceDataset(root, s, S, preset="camcan", val_fraction=0.3)
-          for s in ("train", "val")}
+          for s in ("train", "val", "calib")}
     vols = {s: {v.id for v in d.volumes} for s, d in ds.items()}
-    assert vols["train"].isdisjoint(vols["val"]) and len(vols["train"] | vols["val"]) == 12
+    assert vols["train"].isdisjoint(vols["val"]) and vols["calib"].isdisjoint(vols["train"] | vols["val"])
+    assert len(vols["train"] | vols["val"] | vols["calib"]) == 12
     assert not ds["train"].has_masks and ds["train"][0].mask is None
     assert all(i.split("#")[0] in vols["val"] for i in ds["val"].ids)
 
@@ -334,9 +341,9 @@ def test_ddr_grading_and_lesion_segmentation(tmp_path):
         write_mask(les / "label" / "EX" / f"l{i}.tif", (0, 6, 0, 24))
         write_mask(les / "label" / "HE" / f"l{i}.tif", (18, 24, 0, 24))
     assert detect_layout(root) == "ddr"
-    train, val = (open_dataset(root, split=s, size=S) for s in ("train", "val"))
+    train, val, calib = (open_dataset(root, split=s, size=S) for s in ("train", "val", "calib"))
     assert isinstance(train, DDRDataset)
-    assert len(train) + len(val) == 15 and (train.labels == 0).all()
+    assert len(train) + len(val) + len(calib) == 15 and (train.labels == 0).all()
     test = open_dataset(root, split="test", size=S)
     assert len(test) == 4 + 3 and test.labels.sum() == 3
     s = test[test.ids.index("lesion_segmentation/test/image/l1.jpg")]
@@ -421,7 +428,8 @@ def test_cache_hit_does_not_decode_again(kermany, monkeypatch, tmp_path):
     before = calls[0]
     load_arrays(ds, use_cache=False, progress=False)
     assert calls[0] == before + len(ds)
-    assert x1[0] == pytest.approx(ds[0].image, abs=1e-6)  # arrays equal per-sample decoding
+    assert x1[0] == pytest.approx(ds[0].image, abs=2.5e-4)  # per-sample decoding, float16-rounded
+    assert (x1 == x2).all()  # first decode and cache hit give the very same numbers (reproducible runs)
 
 
 def test_corrupt_cache_is_rebuilt(kermany, monkeypatch):
@@ -474,9 +482,11 @@ def test_shared_kermany_is_auto_detected():
     assert detect_layout(root) == "kermany"
     train = open_dataset(root, split="train", size=64)
     val = open_dataset(root, split="val", size=64)
+    calib = open_dataset(root, split="calib", size=64)
     test = open_dataset(root, split="test", size=64)
     n_normal = len([p for p in (root / "train" / "NORMAL").iterdir() if not p.name.startswith(".")])
-    assert len(train) + len(val) == n_normal and set(train.ids).isdisjoint(val.ids)
+    assert len(train) + len(val) + len(calib) == n_normal and set(train.ids).isdisjoint(val.ids)
+    assert 0.05 < len(calib) / n_normal < 0.15 and set(calib.ids).isdisjoint(set(train.ids) | set(val.ids))
     assert 0.05 < len(val) / n_normal < 0.15 and (val.labels == 0).all()
     assert (train.labels == 0).all()
     assert int((test.labels == 0).sum()) == 234 and int((test.labels == 1).sum()) == 390
