@@ -240,7 +240,7 @@ def run(data: str = "kermany", only: list[str] | None = None, device: str | None
                 say(f"skip {job.id}: needs {', '.join(missing)} first")
                 continue
             log = job.out.with_suffix(".log")
-            if job.state() in ("queued", "interrupted"):
+            if job.state() in ("queued", "interrupted", "running"):  # "running": this process holds the lock
                 say(f"{time.strftime('%H:%M:%S')} train {job.id}  (log {log})")
                 _run(train_command(job, device), log, nice)
             if job.state() == "trained":
