@@ -19,29 +19,62 @@ def fmt(v) -> str:
     return f"{v:.3f}" if isinstance(v, (int, float)) else "–"
 
 
+def with_ci(im: dict, key: str) -> str:
+    """'0.712 [0.671–0.752]' when the evaluation has a bootstrap CI, else the point value."""
+    ci = im.get("ci95", {}).get(key)
+    return f"{fmt(im.get(key))} [{ci[0]:.3f}–{ci[1]:.3f}]" if ci else fmt(im.get(key))
+
+
+def seeds_cell(folder: Path, ev: dict) -> str:
+    """Mean ± std AUROC over seed 0 (the shipped weights) and checkpoints/<id>/seeds/seed<k>.json."""
+    import statistics
+
+    aucs = [ev.get("image", {}).get("auroc")]
+    aucs += [json.loads(p.read_text()).get("image", {}).get("auroc") for p in sorted(folder.glob("seeds/seed*.json"))]
+    aucs = [a for a in aucs if a is not None]
+    if len(aucs) < 2:
+        return "1"
+    return f"{len(aucs)}: {statistics.mean(aucs):.3f} ± {statistics.stdev(aucs):.3f}"
+
+
+def training_cell(train: dict) -> str:
+    sys.path.insert(0, str(ROOT))
+    from upd_core.stopping import stop_label
+
+    label = stop_label(train).replace("not converged", "**not converged**")
+    return f"{train.get('epochs', '?')} ep, {label}"
+
+
 def build_table(ckpt_root: Path) -> str:
     rows, floors = [], {}
     for ev_path in sorted(ckpt_root.glob("*/evaluation.json")):
         ev = json.loads(ev_path.read_text())
         cfg = json.loads((ev_path.parent / "config.json").read_text())
         im, rec, pix = ev.get("image", {}), ev.get("reconstruction", {}), ev.get("pixel", {})
-        minutes = cfg.get("training", {}).get("seconds", 0) / 60
-        rows.append(f"| `{cfg['id']}` | {cfg['method']} | {fmt(im.get('auroc'))} | {fmt(im.get('ap'))} | "
-                    f"{fmt(im.get('fpr95'))} | {fmt(im.get('fpr99'))} | {fmt(rec.get('ssim'))} | "
+        train = cfg.get("training", {})
+        minutes = train.get("seconds", 0) / 60
+        rows.append(f"| `{cfg['id']}` | {cfg['method']} | {with_ci(im, 'auroc')} | {with_ci(im, 'ap')} | "
+                    f"{seeds_cell(ev_path.parent, ev)} | {fmt(im.get('fpr95'))} | {fmt(rec.get('ssim'))} | "
                     f"{fmt(pix.get('pixel_ap'))} | {fmt(pix.get('best_dice'))} | {ev.get('perceptual_backend', '–')} | "
-                    f"{minutes:.1f} |")
+                    f"{training_cell(train)} | {minutes:.1f} |")
         for name, var in ev.get("variants", {}).items():  # other scoring variants of the same weights
             vim, vpix = var.get("image", {}), var.get("pixel", {})
-            rows.append(f"| `{cfg['id']}@{name}` | {cfg['method']} ({name}) | {fmt(vim.get('auroc'))} | "
-                        f"{fmt(vim.get('ap'))} | {fmt(vim.get('fpr95'))} | {fmt(vim.get('fpr99'))} | – | "
-                        f"{fmt(vpix.get('pixel_ap'))} | {fmt(vpix.get('best_dice'))} | – | (same) |")
+            rows.append(f"| `{cfg['id']}@{name}` | {cfg['method']} ({name}) | {with_ci(vim, 'auroc')} | "
+                        f"{with_ci(vim, 'ap')} | – | {fmt(vim.get('fpr95'))} | – | "
+                        f"{fmt(vpix.get('pixel_ap'))} | {fmt(vpix.get('best_dice'))} | – | (same weights) | – |")
         for name, fl in ev.get("floors", {}).items():
             floors[(ev.get("split", "?"), name)] = fl
     if not rows:
         return "_No evaluated checkpoints yet._\n"
-    head = ("| checkpoint | method | AUROC | AP | FPR95 | FPR99 | SSIM (normal test) | pixel AP (synthetic) "
-            "| best Dice (synthetic) | perceptual loss | train min |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
-    fl = "".join(f"| floor: {name} ({v['sign']}) on {split} | – | {fmt(v['auroc'])} | – | – | – | – | – | – | – | – |\n"
+    head = ("Regime of every row: normal-only training, model selection (early stopping) on normal "
+            "validation images only, no abnormal labels anywhere before the test split; the paper's "
+            "stopping rule or a stated epoch cap (**not converged** when the cap or a time budget ended the "
+            "run). AUROC/AP with stratified bootstrap 95 % CIs (1000 resamples of the test split) where "
+            "the evaluation has them; \"seeds\": mean ± std AUROC over independently trained seeds.\n\n"
+            "| checkpoint | method | AUROC [95 % CI] | AP [95 % CI] | seeds | FPR95 | SSIM (normal test) "
+            "| pixel AP (synthetic) | best Dice (synthetic) | perceptual loss | training | train min |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    fl = "".join(f"| floor: {name} ({v['sign']}) on {split} | – | {fmt(v['auroc'])} | – | – | – | – | – | – | – | – | – |\n"
                  for (split, name), v in sorted(floors.items()))
     return head + fl + "\n".join(rows) + "\n" + reading(ckpt_root)
 

@@ -41,21 +41,30 @@ def method_config(method: str, overrides: list[str]):
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .checkpoint import list_checkpoints
+    from .checkpoint import list_checkpoints, read_config
     from .registry import get_method, list_methods
+    from .stopping import stop_label
 
     print("Methods:")
     for m in list_methods():
         cls = get_method(m)
         print(f"  {m:24s} {cls.title}  [{', '.join(('score', 'anomaly_map') + cls.outputs)}]")
-    print("\nCheckpoints:")
+    print("\nCheckpoints (normal-only training, label-free model selection):")
     infos = list_checkpoints()
     if not infos:
         print("  (none)")
     for info in infos:
         met = info.metrics
         auc = f"AUROC {met['auroc']:.3f}  AP {met['ap']:.3f}" if "auroc" in met else "not evaluated"
-        print(f"  {info.id:32s} {info.method:18s} {info.dataset:14s} {auc}")
+        try:
+            train = read_config(info.path).get("training", {})
+            label = f"{train.get('epochs', '?')} epochs, {stop_label(train)}" if train else "no training record"
+        except UPDError as exc:
+            label = f"unreadable config ({exc})"
+        print(f"  {info.id:36s} {info.method:18s} {info.dataset:12s} {auc}  [{label}]")
+        variants = get_method(info.method)(image_size=32).variant_names() if info.method in list_methods() else ()
+        if len(variants) > 1:
+            print(f"  {'':36s} scorings: " + ", ".join(f"{info.id}@{v}" for v in variants[1:]))
     return 0
 
 
@@ -96,20 +105,51 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_shipped(folder: Path) -> bool:
+    from .checkpoint import checkpoints_root
+
+    try:
+        Path(folder).resolve().relative_to(checkpoints_root().resolve())
+        return True
+    except ValueError:
+        return False
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .checkpoint import load_detector
+    from .checkpoint import EVALUATION, load_detector, write_json
     from .data import load_split
     from .evaluate import evaluate, evaluate_checkpoint_dir
-    from .paths import dataset_name
+    from .paths import REPO_ROOT, dataset_name
 
     det = load_detector(args.checkpoint, device=args.device)
-    root, images, labels, masks, _ = load_split(args.data, args.layout, args.split, det.image_size, args.limit)
+    root, images, labels, masks, _ = load_split(args.data, args.layout, args.split, det.image_size, args.limit,
+                                                stratified=True)
+    n_abn = int((labels == 1).sum())
+    print(f"Evaluating {args.checkpoint} on {len(labels)} images ({len(labels) - n_abn} normal, {n_abn} "
+          f"abnormal) of {dataset_name(root)}/{args.split}, {args.synthetic_lesions} synthetic-lesion images"
+          f"{'' if len(det.variant_names()) < 2 else f', {len(det.variant_names())} scorings'} ...",
+          file=sys.stderr, flush=True)
+    if n_abn == 0 or n_abn == len(labels):
+        raise UPDError(f"the {args.split} split{' (after --limit)' if args.limit else ''} has only "
+                       f"{'normal' if n_abn == 0 else 'abnormal'} images: AUROC/AP need both")
     res = evaluate(det, images, labels, masks, split=f"{dataset_name(root)}/{args.split}",
-                   synthetic_lesions=args.synthetic_lesions, seed=args.seed)
+                   synthetic_lesions=args.synthetic_lesions, seed=args.seed, progress=not args.quiet)
     if not args.no_write:
-        path = evaluate_checkpoint_dir(det, det.checkpoint_dir, res, dataset_name(root))
-        print(f"Wrote {path}")
-    print(json.dumps(res, indent=2))
+        if args.out:
+            path = Path(args.out) / EVALUATION
+            write_json(path, {**res, "dataset": dataset_name(root), "checkpoint": det.checkpoint_id})
+        elif _is_shipped(det.checkpoint_dir) and not args.update_shipped:
+            path = REPO_ROOT / "runs" / "evaluations" / f"{det.checkpoint_id}-{dataset_name(root)}-{args.split}" / EVALUATION
+            write_json(path, {**res, "dataset": dataset_name(root), "checkpoint": det.checkpoint_id})
+        else:  # the user's own checkpoint folder, or --update-shipped: next to the weights, card refreshed
+            path = evaluate_checkpoint_dir(det, det.checkpoint_dir, res, dataset_name(root))
+        print(f"Wrote {path}", file=sys.stderr)
+    im = res["image"]
+    ci = im.get("ci95", {})
+    print(json.dumps(res, indent=2) if args.json else
+          f"{det.checkpoint_id}: AUROC {im['auroc']:.3f} {ci.get('auroc', '')}  AP {im['ap']:.3f} {ci.get('ap', '')}"
+          f"  FPR95 {im['fpr95']:.3f}" + "".join(f"\n  floor {k}: AUROC {v['auroc']:.3f} ({v['sign']})"
+                                              for k, v in res["floors"].items()))
     return 0
 
 
@@ -200,11 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", default="kermany")
     s.add_argument("--layout", default="auto")
     s.add_argument("--split", default="test")
-    s.add_argument("--synthetic-lesions", type=int, default=0, metavar="N",
-                   help="also pixel-evaluate on N normal images with synthetic lesions")
+    s.add_argument("--synthetic-lesions", type=int, default=100, metavar="N",
+                   help="also pixel-evaluate on N normal images with synthetic lesions (default 100, as shipped; 0: off)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--limit", type=int)
+    s.add_argument("--limit", type=int, help="at most N images, normal and abnormal in proportion")
     s.add_argument("--device")
+    s.add_argument("--out", help="folder for evaluation.json (default: runs/evaluations/<id>-<data>-<split>/ for "
+                   "shipped checkpoints, else next to the checkpoint)")
+    s.add_argument("--update-shipped", action="store_true",
+                   help="write evaluation.json into the shipped checkpoint folder and refresh its card and manifests")
+    s.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--no-write", action="store_true", help="do not write evaluation.json")
     s.set_defaults(func=cmd_evaluate)
 

@@ -52,8 +52,10 @@ def _calibration(det: Detector, normal_percentiles: np.ndarray) -> dict[str, Any
 
 
 def evaluate(det: Detector, images: np.ndarray, labels: np.ndarray, masks: np.ndarray | None = None, *,
-             split: str = "test", synthetic_lesions: int = 0, seed: int = 0) -> dict[str, Any]:
-    """Evaluate a detector on labelled images (0 normal, 1 abnormal); returns a JSON-able dict."""
+             split: str = "test", synthetic_lesions: int = 0, seed: int = 0,
+             progress: bool = False) -> dict[str, Any]:
+    """Evaluate a detector on labelled images (0 normal, 1 abnormal); returns a JSON-able dict.
+    `progress` shows a bar over the scorings (the default one and every variant)."""
     images = np.asarray(images, dtype=np.float32)
     labels = np.asarray(labels).astype(int)
     t0 = time.perf_counter()
@@ -84,13 +86,14 @@ def evaluate(det: Detector, images: np.ndarray, labels: np.ndarray, masks: np.nd
         res["pixel"] = synthetic_pixel_eval(det, images[normal], synthetic_lesions, seed)
     names = det.variant_names()
     if len(names) > 1:  # the other scoring variants of the same weights, same split and protocol
+        from tqdm.auto import tqdm
+
         current = det.variant
         res["variant"] = current
         res["variants"] = {}
         try:
-            for name in names:
-                if name == current:
-                    continue
+            for name in tqdm([n for n in names if n != current], desc="other scorings", unit="scoring",
+                             disable=not progress, leave=False):
                 det.set_variant(name)
                 p = det.predict(images)
                 entry: dict[str, Any] = {"image": _image_metrics(labels, p.score)}
