@@ -35,6 +35,7 @@ from .paths import REPO_ROOT, dataset_name, resolve_dataset
 # that hits it is labelled "not converged" everywhere.
 EPOCH_CAP = 100
 SHIPPED_DATA = "cxr-kermany"  # only trainings on this data set are staged into checkpoints/
+SIZE = 128  # image size of every shipped checkpoint
 PIXEL_LESIONS = 100
 # MorphAEus Eq. 1 weighs its perceptual loss with alpha = 0.05 for ImageNet features. The project's
 # own SSL encoder (used where no ImageNet weights exist) gives per-image feature distances ~1.0,
@@ -93,8 +94,8 @@ def recipe_for(method: str) -> Recipe:
     raise UPDError(f"no campaign recipe for {method!r} (recipes: {', '.join(r.method for r in RECIPES)})")
 
 
-def run_id(method: str, data_name: str, seed: int, size: int = 128) -> str:
-    base = f"{method}-{data_name.replace('cxr-', '')}-{size}"
+def run_id(method: str, data_name: str, seed: int) -> str:
+    base = f"{method}-{data_name.replace('cxr-', '')}-{SIZE}"
     return base if seed == 0 else f"{base}-seed{seed}"
 
 
@@ -170,7 +171,7 @@ def _run(cmd: list[str], log: Path, nice: int) -> None:
 def train_command(job: Job, device: str | None = None) -> list[str]:
     r = job.recipe
     cmd = [sys.executable, "-m", "upd_core", "train", "--method", r.method, "--data", job.data,
-           "--size", "128", "--id", job.id, "--out", str(job.out), "--seed", str(job.seed), "--quiet"]
+           "--size", str(SIZE), "--id", job.id, "--out", str(job.out), "--seed", str(job.seed), "--quiet"]
     if (job.out / "train_state" / "state.json").exists():
         cmd.append("--resume")
     if r.cap_epochs is not None:

@@ -1,0 +1,65 @@
+"""The training campaign end to end on a generated data set: train, evaluate, stage, status, resume."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.app_fixtures import env, make_dataset
+from upd_core import campaign
+from upd_core.campaign import Recipe
+from upd_core.errors import UPDError
+
+
+@pytest.fixture()
+def world(tmp_path, monkeypatch):
+    data = make_dataset(tmp_path / "data", n=8)  # named cxr-kermany: staged like the shipped data set
+    monkeypatch.setattr(campaign, "SIZE", 32)
+    monkeypatch.setattr(campaign, "PIXEL_LESIONS", 4)
+    monkeypatch.setattr(campaign, "RECIPES", (
+        Recipe("spatial-ae", cap_epochs=1, seeds=(0, 1)),
+        Recipe("morphaeus", cap_epochs=1, needs=("cradl",)),  # its encoder is not in the queue
+    ))
+    with env(UPD_RUNS=str(tmp_path / "runs"), UPD_CHECKPOINTS=str(tmp_path / "ckpts"),
+             UPD_CACHE_DIR=str(tmp_path / "cache")):
+        yield tmp_path, data
+
+
+def test_run_trains_evaluates_stages_and_reports(world):
+    tmp, data = world
+    said: list[str] = []
+    done = campaign.run(str(data), nice=0, say=said.append)
+    assert [j.id for j in done] == ["spatial-ae-kermany-32", "spatial-ae-kermany-32-seed1"]
+    assert any("needs cradl first" in s for s in said)
+    shipped = tmp / "ckpts" / "spatial-ae-kermany-32"
+    assert (shipped / "model.safetensors").exists() and (shipped / "evaluation.json").exists()
+    assert not (shipped / "train_state").exists()
+    assert "ci95" in json.loads((shipped / "evaluation.json").read_text())["image"]
+    assert (shipped / "seeds" / "seed1.json").exists()  # other seeds: their evaluation only
+    assert not (tmp / "ckpts" / "spatial-ae-kermany-32-seed1").exists()
+    assert "spatial-ae-kermany-32" in json.loads((tmp / "ckpts" / "manifest.json").read_text())["checkpoints"]
+    rows = {r["checkpoint"]: r for r in campaign.status_rows(str(data))}
+    assert rows["spatial-ae-kermany-32"]["state"] == "done" and rows["spatial-ae-kermany-32"]["epochs"] == 1
+    assert rows["spatial-ae-kermany-32"]["converged"] == "not converged (epoch cap)"
+    assert rows["morphaeus-kermany-32"]["state"] == "queued"
+    table = campaign.format_status(list(rows.values()))
+    assert table.splitlines()[0].startswith("| checkpoint | state | epochs")
+    # a second run has nothing left to train (and does not retrain finished jobs)
+    mtime = (shipped / "model.safetensors").stat().st_mtime
+    campaign.run(str(data), nice=0, say=said.append)
+    assert (shipped / "model.safetensors").stat().st_mtime == mtime
+
+
+def test_interrupted_training_is_resumed(world, monkeypatch):
+    tmp, data = world
+    job = campaign.jobs(str(data), ["spatial-ae"], seeds=False)[0]
+    (job.out / "train_state").mkdir(parents=True)
+    (job.out / "train_state" / "state.json").write_text("{}")
+    assert job.state() == "interrupted"
+    assert "--resume" in campaign.train_command(job)
+
+
+def test_unknown_recipe_is_a_clear_error(world):
+    tmp, data = world
+    with pytest.raises(UPDError, match="no recipe for nope"):
+        campaign.jobs(str(data), ["nope"])
