@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerate the results table in README.md from checkpoints/*/evaluation.json.
+"""Regenerate the results table and the campaign table in README.md from checkpoints/.
 
 Nothing in the table is typed by hand: run `python scripts/results_table.py` after
 `python -m upd_core evaluate ...` and commit the README. `--check` exits 1 if the README is stale.
@@ -13,6 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+CBEGIN, CEND = "<!-- campaign:begin -->", "<!-- campaign:end -->"
 
 
 def fmt(v) -> str:
@@ -79,6 +80,16 @@ def build_table(ckpt_root: Path) -> str:
     return head + fl + "\n".join(rows) + "\n" + reading(ckpt_root)
 
 
+def campaign_block() -> str:
+    """`python -m upd_core campaign status` for what is shipped (the runs/ folder is not in git)."""
+    sys.path.insert(0, str(ROOT))
+    from upd_core import campaign
+
+    return ("State of the campaign's queue for the shipped Kermany checkpoints (`python -m upd_core "
+            "campaign status` prints the same table, plus live progress from `runs/`):\n\n"
+            + campaign.format_status(campaign.status_rows("kermany", use_runs=False)) + "\n")
+
+
 def reading(ckpt_root: Path) -> str:
     """Generated sentences: who beats the intensity floors, and the MorphAEus paper's ordering vs ours."""
     sys.path.insert(0, str(ROOT))
@@ -125,6 +136,10 @@ def main() -> int:
     pre, rest = text.split(BEGIN, 1)
     _, post = rest.split(END, 1)
     new = pre + BEGIN + "\n" + build_table(ROOT / "checkpoints") + END + post
+    if CBEGIN in new and CEND in new:
+        cpre, crest = new.split(CBEGIN, 1)
+        _, cpost = crest.split(CEND, 1)
+        new = cpre + CBEGIN + "\n" + campaign_block() + CEND + cpost
     if args.check:
         return 0 if new == text else 1
     readme.write_text(new)

@@ -131,7 +131,7 @@ def campaign_root(data_name: str) -> Path:
 
 def jobs(data: str = "kermany", only: list[str] | None = None, seeds: bool = True) -> list[Job]:
     """The queue for a data set, in order; `only` keeps the given method ids."""
-    name = dataset_name(resolve_dataset(data))
+    name = _data_name(data)
     if only:
         unknown = sorted(set(only) - {r.method for r in RECIPES})
         if unknown:
@@ -142,6 +142,19 @@ def jobs(data: str = "kermany", only: list[str] | None = None, seeds: bool = Tru
     if seeds:
         out += [Job(r, s, data, name, campaign_root(name)) for r in chosen for s in r.seeds[1:]]
     return out
+
+
+def _data_name(data: str) -> str:
+    """The data set's name (folder name); known short names work without the data present."""
+    from .errors import DataError
+    from .paths import NAMED_DATASETS
+
+    try:
+        return dataset_name(resolve_dataset(data))
+    except DataError:
+        if data in NAMED_DATASETS:
+            return NAMED_DATASETS[data]
+        raise
 
 
 def _lock_held(root: Path) -> bool:
@@ -288,30 +301,55 @@ def _record(job: Job) -> dict[str, Any]:
     return {}
 
 
-def status_rows(data: str = "kermany", only: list[str] | None = None) -> list[dict[str, Any]]:
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _shipped_row(job: Job) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """State, training record and evaluation of what checkpoints/ holds for a job."""
+    from .checkpoint import checkpoints_root
+
+    base = checkpoints_root() / run_id(job.recipe.method, job.data_name, 0)
+    if job.seed != 0:
+        ev = _read_json(base / "seeds" / f"seed{job.seed}.json")
+        return ("shipped (evaluation)" if ev else "queued"), {}, ev
+    train = _read_json(base / "config.json").get("training", {})
+    if not train:
+        return "queued", {}, {}
+    old = not train.get("n_calib")  # trained before the campaign (time-budget scripts)
+    return ("shipped (pre-campaign, to retrain)" if old else "shipped"), train, _read_json(base / "evaluation.json")
+
+
+def status_rows(data: str = "kermany", only: list[str] | None = None,
+                use_runs: bool = True) -> list[dict[str, Any]]:
+    """One row per job. With `use_runs=False` (or for jobs with nothing under runs/) the row shows
+    what is shipped in checkpoints/, so a fresh clone reports the state of the shipped models."""
     from .stopping import stop_label
 
     rows = []
     for job in jobs(data, only):
-        rec, st = _record(job), job.state()
-        auroc = None
-        if st == "done":
-            try:
-                auroc = json.loads((job.out / "evaluation.json").read_text()).get("auroc")
-            except (OSError, ValueError):
-                pass
+        st = job.state() if use_runs else "queued"
+        if st == "queued" and job.data_name == SHIPPED_DATA:
+            st, rec, ev = _shipped_row(job)
+        else:
+            rec, ev = _record(job), _read_json(job.out / "evaluation.json")
         cap = job.recipe.cap_epochs
+        finished = st in ("trained", "done") or st.startswith("shipped")
         rows.append({
             "checkpoint": job.id, "state": st, "epochs": rec.get("epochs", 0),
             "limit": f"cap {cap}" if cap else "paper's max",
             "best_val_loss": rec.get("best_val_loss"),
-            "converged": stop_label(rec) if st in ("trained", "done") else "–",
-            "minutes": round(rec.get("seconds", 0.0) / 60, 1), "auroc": auroc})
+            "converged": stop_label(rec) if finished and rec else "–",
+            "minutes": round(rec.get("seconds", 0.0) / 60, 1),
+            "auroc": ev.get("image", {}).get("auroc")})
     return rows
 
 
 def format_status(rows: list[dict[str, Any]]) -> str:
-    head = ("checkpoint", "state", "epochs", "limit", "best val loss", "converged?", "min", "AUROC")
+    head = ("checkpoint", "state", "epochs", "campaign limit", "best val loss", "converged?", "min", "AUROC")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         bvl = "–" if r["best_val_loss"] in (None, float("inf")) else f"{r['best_val_loss']:.5g}"
