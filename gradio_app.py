@@ -39,7 +39,8 @@ def _detector(checkpoint_id: str, root: str):
 
 
 def checkpoint_choices() -> list[tuple[str, str]]:
-    """(label, id) of the available checkpoints, main methods first."""
+    """(label, id) of the available checkpoints, main methods first ('⚠ not converged' in the label
+    where training stopped before the paper's rule ended it)."""
     return [(v.label, v.id) for v in views.checkpoint_views()]
 
 
@@ -55,7 +56,7 @@ def _read(file: Any) -> tuple[bytes, str]:
 
 def predict(file: Any, checkpoint: str) -> tuple[np.ndarray, float, float | None, dict[str, Any]]:
     """Heatmap overlay (H,W,3 uint8), score, percentile vs normal validation images, a small report."""
-    known = {v.id for v in views.checkpoint_views()}
+    known = {v.id: v for v in views.checkpoint_views()}
     if checkpoint not in known:
         raise gr.Error(f"Unknown checkpoint {checkpoint!r}; choose one of: {', '.join(sorted(known)) or 'none'}")
     data, name = _read(file)
@@ -72,6 +73,7 @@ def predict(file: Any, checkpoint: str) -> tuple[np.ndarray, float, float | None
         raise gr.Error(res.error)
     ood = analysis.ood_check([res], analysis.domain_probability(image))
     report = {**res.summary(), "input": name, "out_of_distribution": ood.level, "message": ood.message,
+              "training": known[checkpoint].training or "not recorded",
               "note": "research / teaching software, not a medical device"}
     return cells.output_cell(image, res, "heatmap").image, res.score, res.percentile, report
 

@@ -161,14 +161,21 @@ def no_checkpoints_message() -> None:
 
 def pick_checkpoints(key: str, found: list[views.CheckpointView], default: list[str] | None = None,
                      label: str = "Methods (checkpoints)", help: str | None = None) -> list[str]:
-    """Multiselect of checkpoint ids, labelled with method titles."""
+    """Multiselect of checkpoint ids, labelled with method titles ('⚠ not converged' where training did
+    not converge), and a caption naming the chosen checkpoints that did not converge."""
     by_id = {v.id: v for v in found}
     ids = list(by_id)
     dflt = [i for i in (default if default is not None else ids) if i in by_id]
     titles = [v.title for v in found]
-    fmt = {v.id: v.title if titles.count(v.title) == 1 else v.label for v in found}
-    return st.multiselect(label, ids, default=dflt, key=key, format_func=fmt.__getitem__,
-                          help=help or "Each checkpoint is one trained method; its id is on the Home page.")
+    fmt = {v.id: v.title + v.flag if titles.count(v.title) == 1 else v.label for v in found}
+    chosen = st.multiselect(label, ids, default=dflt, key=key, format_func=fmt.__getitem__,
+                            help=(help or "Each checkpoint is one trained method; its id is on the Home page.")
+                            + " ⚠ not converged: its training was stopped by a time budget or an epoch cap "
+                              "before the paper's stopping rule ended it (Home lists how each one stopped).")
+    note = views.convergence_note([by_id[i] for i in chosen if i in by_id])
+    if note:
+        st.caption(note)
+    return chosen
 
 
 def folder_input(key: str, help_extra: str = "") -> str | None:

@@ -43,9 +43,13 @@ if not found:
 else:
     st.dataframe(pd.DataFrame(views.checkpoint_table(found)), hide_index=True, width="stretch",
                  column_config={"AUROC": st.column_config.NumberColumn(format="%.3f"),
-                                "AP": st.column_config.NumberColumn(format="%.3f")})
+                                "AP": st.column_config.NumberColumn(format="%.3f"),
+                                "epochs": st.column_config.NumberColumn(format="%d")})
     st.caption(f"Loaded from `{checkpoints_root()}`; weights are verified against their sha256 before use. "
-               "Models are loaded lazily, the first time a page needs them.")
+               "Models are loaded lazily, the first time a page needs them. *converged*: the paper's stopping "
+               "rule ran to its end (early stopping or the maximum epochs); *not converged*: a time budget or "
+               "a stated epoch cap stopped training first, so the checkpoint may understate its method.")
+st.markdown(f"**Training regime.** {views.REGIME}")
 st.caption("Domain classifier for the out-of-distribution warning and the Myth page: "
            + analysis.domain_classifier_summary())
 

@@ -1,7 +1,10 @@
 """Tiny checkpoints and a generated labelled dataset for the app tests (no real data, no downloads).
 
 `make_checkpoints(root)` trains spatial-ae, morphaeus and the 1x1-latent AE at 32x32 for one epoch
-on smooth random images and evaluates them (so Benchmarks has rows); `make_dataset(root)` writes a
+on smooth random images and evaluates them (so Benchmarks has rows): the 1x1-latent AE under a
+stated epoch cap below its maximum ("not converged"), the others to their maximum ("converged"),
+and spatial-ae once more with seed 1, whose evaluation is stored as a seed replica
+(`<checkpoint>/seeds/seed1.json`, as the campaign does); `make_dataset(root)` writes a
 small Kermany-like folder tree (train|test/NORMAL|PNEUMONIA) of generated PNGs.
 """
 from __future__ import annotations
@@ -16,6 +19,8 @@ from PIL import Image
 
 SIZE = 32
 METHODS = ("spatial-ae", "morphaeus", "ae-latent-1")
+CAPPED = ("ae-latent-1",)  # trained under an epoch cap below max_epochs: "not converged (epoch cap)"
+SEED_REPLICAS = ("spatial-ae",)  # also trained with seed 1, its evaluation in seeds/seed1.json
 
 
 def smooth_images(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
@@ -79,7 +84,7 @@ def _make_checkpoints(root: Path, methods: tuple[str, ...]) -> Path:
     from upd_core.checkpoint import update_global_manifest
     from upd_core.evaluate import evaluate, evaluate_checkpoint_dir
     from upd_core.registry import get_method
-    from upd_core.training import TrainConfig, fit
+    from upd_core.training import TrainConfig, fit, seed_everything
 
     x = smooth_images(24, SIZE, seed=1)
     test = smooth_images(8, SIZE, seed=2)
@@ -89,11 +94,24 @@ def _make_checkpoints(root: Path, methods: tuple[str, ...]) -> Path:
         cid = f"{m}-tiny-{SIZE}"
         det = get_method(m)(image_size=SIZE)
         out = root / cid
-        fit(det, x[:18], x[18:], out, tc=TrainConfig(max_epochs=1, batch_size=6, progress=False),
-            checkpoint_id=cid, dataset={"name": "generated", "split": "train"})
+        tc = (TrainConfig(max_epochs=2, cap_epochs=1, batch_size=6, progress=False) if m in CAPPED
+              else TrainConfig(max_epochs=1, batch_size=6, progress=False))
+        fit(det, x[:18], x[18:], out, tc=tc, checkpoint_id=cid, dataset={"name": "generated", "split": "train"})
         det.checkpoint_id = cid
         res = evaluate(det, test_x, test_y, split="generated/test", synthetic_lesions=4)
         evaluate_checkpoint_dir(det, out, res, "generated")
+        if m in SEED_REPLICAS:  # another seed of the same recipe: only its evaluation record is kept
+            import json
+            import tempfile
+
+            seed_everything(1)
+            seed_det = get_method(m)(image_size=SIZE)
+            with tempfile.TemporaryDirectory() as tmp:
+                fit(seed_det, x[:18], x[18:], Path(tmp) / cid, checkpoint_id=cid,
+                    tc=TrainConfig(max_epochs=1, batch_size=6, progress=False, seed=1))
+            seed_res = evaluate(seed_det, test_x, test_y, split="generated/test", synthetic_lesions=4)
+            (out / "seeds").mkdir(exist_ok=True)
+            (out / "seeds" / "seed1.json").write_text(json.dumps({**seed_res, "dataset": "generated"}, default=str))
     update_global_manifest(root)
     return root
 

@@ -73,6 +73,9 @@ def test_home_lists_checkpoints_and_licences(app_env):
     assert "Planned, not implemented yet:" in text and "ADM" in text.split("Planned, not implemented yet:")[1]
     assert at.dataframe and "spatial-ae-tiny-32" in at.dataframe[0].value["checkpoint"].tolist()
     assert any(m.label == "Checkpoints" and m.value == "3" for m in at.metric)
+    conv = dict(zip(at.dataframe[0].value["checkpoint"], at.dataframe[0].value["converged"]))
+    assert conv["spatial-ae-tiny-32"] == "converged (max epochs)" and conv["ae-latent-1-tiny-32"].startswith("not")
+    assert "model selection on normal validation images only" in text and "selected on labelled data" in text
 
 
 def test_compare_dataset_folder_grid_with_reasons(app_env):
@@ -86,6 +89,12 @@ def test_compare_dataset_folder_grid_with_reasons(app_env):
     assert "learns no global prior" in html  # blank cell with a one-line reason, not an error
     assert len(at.image) == 4 + 7  # AE: input, rec., residual, heatmap; MorphAEus also prior, warped, grid
     assert not at.error
+    picker = at.multiselect(key="compare_ckpts")
+    assert [o for o in picker.options if o.endswith("⚠ not converged")] == [picker.options[-1]]  # the capped AE
+    assert not [c for c in at.caption if "Not converged" in c.value]
+    picker.set_value(["spatial-ae-tiny-32", "ae-latent-1-tiny-32"]).run()
+    assert_clean(at)
+    assert [c for c in at.caption if c.value.startswith("⚠ Not converged:") and "(epoch cap)" in c.value]
 
 
 def test_compare_outside_folder_is_refused(app_env, tmp_path):
@@ -179,6 +188,19 @@ def test_benchmarks_floors_first_and_reported_marked(app_env):
     df = at.dataframe[0].value
     assert df["row"].iloc[0] == "floor" and set(df["row"]) == {"floor", "method"}
     assert any("reported on their own data sets" in w.value for w in at.warning)
+    assert any("model selection on normal validation images only" in i.value for i in at.info)
+    methods = df[df["row"] == "method"].set_index("checkpoint")
+    assert methods.loc["ae-latent-1-tiny-32", "converged"] == "not converged (epoch cap)"
+    assert all(" [" in a and a.endswith("]") for a in methods["AUROC"])  # value [95 % CI]
+    assert methods.loc["spatial-ae-tiny-32", "seeds"] == 2 and "±" in methods.loc["spatial-ae-tiny-32", "AP over seeds"]
+    calib = at.selectbox(key="bench_calib_ckpt")
+    assert set(calib.options) == set(methods.index)
+    assert at.get("plotly_chart") and any("Kolmogorov-Smirnov" in c.value for c in at.caption)
+    assert any("spread evenly" in m.value for m in at.markdown)
+    calib.set_value("ae-latent-1-tiny-32").run()
+    assert_clean(at)
+    regimes = [c.value for c in at.caption if c.value.startswith("Selection regime:")]
+    assert len(regimes) == 3 and any("selection regime not stated by the paper" in r for r in regimes)
 
 
 def test_direct_page_urls_do_not_read_paths_from_query(app_env):

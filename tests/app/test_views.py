@@ -1,6 +1,8 @@
 """upd_core.app.views: checkpoints as the app lists them, default selection, planned methods."""
 from __future__ import annotations
 
+import json
+
 import upd_core
 from upd_core.app import views
 
@@ -13,6 +15,37 @@ def test_checkpoint_views_order_and_default_selection(ckpts):
     assert "ae-latent-1-x" not in views.default_selection(fake)
     table = views.checkpoint_table(found)
     assert table[0]["checkpoint"] == "spatial-ae-tiny-32" and table[0]["outputs"].startswith("score, anomaly map")
+    conv = {r["checkpoint"]: (r["converged"], r["epochs"]) for r in table}
+    assert conv["spatial-ae-tiny-32"] == ("converged (max epochs)", 1)
+    assert conv["ae-latent-1-tiny-32"] == ("not converged (epoch cap)", 1)
+    capped = next(v for v in found if v.method == "ae-latent-1")
+    assert capped.converged is False and capped.label.endswith("⚠ not converged") and not found[0].flag
+    note = views.convergence_note(found)
+    assert note.startswith("⚠ Not converged: ") and f"{capped.title} (epoch cap)" in note
+    assert found[0].title not in note and views.convergence_note(found[:2]) == ""
+
+
+def test_training_status_new_old_and_missing_records(tmp_path):
+    def status(training):
+        d = tmp_path / str(len(list(tmp_path.iterdir())))
+        d.mkdir()
+        if training is not None:
+            (d / "config.json").write_text(json.dumps({"training": training}))
+        return views.training_status(d)
+
+    new = {"stop_kind": "epoch cap", "converged": False, "epochs": 100, "seconds": 3600.0,
+           "stop_reason": "epoch cap of 100 reached (paper: up to 1000)"}
+    assert status(new) == ("not converged (epoch cap)", 100)
+    assert status({"stop_kind": "early stopping", "epochs": 61}) == ("converged (early stopping)", 61)
+    assert status({"stop_reason": "time budget of 6.0 min reached", "epochs": 13}) == ("not converged (time budget)", 13)
+    assert status({"epochs": 3, "cradl_sha256": "x"}) == ("", None)  # a record without a stop (not a training)
+    assert status(None) == ("", None)  # no config.json
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text("{broken")
+    assert views.training_status(bad) == ("", None)
+    view = views.CheckpointView("x", "vae", "VAE", "", (), False, {}, "")
+    assert view.converged is None and view.flag == "" and view.label == "VAE (x)"
 
 
 def test_missing_reasons():

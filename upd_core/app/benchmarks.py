@@ -2,17 +2,25 @@
 
 `benchmark_rows` lays out what `python -m upd_core evaluate` wrote next to each checkpoint (and its
 scoring variants) in the columns of the papers' tables, one table per evaluated split, the
-trivial intensity floors first; `floor_summary` says how many checkpoints beat them. `REPORTED`
-holds the numbers the papers reported on their own data, shown only as context.
+trivial intensity floors first, with how each training stopped, bootstrap 95 % CIs and mean ± std
+over seed replicas (`seed_summary`) where the files have them; `display_rows` formats those
+cells. `floor_summary` says how many checkpoints beat the floors; `calibration_table` is the
+decile chart of how normal test images fall on the calibration percentiles. `REPORTED` holds the
+numbers the papers reported on their own data, shown only as context, with the selection regime
+each paper states (`REPORTED_REGIME`).
 """
 from __future__ import annotations
 
+import json
+import math
+import re
+import statistics
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..checkpoint import CheckpointInfo, list_checkpoints
 from ..registry import list_methods
-from .views import PLANNED, method_title, read_evaluation
+from .views import PLANNED, REGIME, method_title, read_evaluation, training_status  # noqa: F401 (REGIME re-exported)
 
 # Numbers reported in the papers, on THEIR data (other datasets, resolutions and protocols).
 # Shown beside ours only as context, never as a comparison on the same split.
@@ -53,19 +61,86 @@ REPORTED: list[dict[str, Any]] = [
       for p in [vals[col]]],
 ]
 
+# How each paper selected models and hyper-parameters, as far as it says so (never guessed).
+UNSTATED_REGIME = "selection regime not stated by the paper"
+REPORTED_REGIME: dict[str, str] = {
+    "MorphAEus paper, Table 2": (
+        "normal-only training, early stopping on a 10 % split of healthy images (Sec. 5, App. A.1); the "
+        "baselines' settings were changed for 'better results' by a criterion the paper does not state"),
+    "UPD study, Table III": (
+        "labelled validation: 10 % of the test samples (normal and abnormal) kept for validation, "
+        "hyper-parameters optimised for each data set where necessary (Sec. V-B, V-C, Table I); "
+        "mean of three seeds"),
+    "PII paper, Table 1": f"{UNSTATED_REGIME} (a fixed 50 epochs; no validation split described)",
+}
+
+
+def reported_regime(source: str) -> str:
+    """The selection regime a source states, or UNSTATED_REGIME."""
+    return REPORTED_REGIME.get(source, UNSTATED_REGIME)
+
 
 def load_evaluations(infos: Sequence[CheckpointInfo] | None = None) -> list[dict[str, Any]]:
     """The evaluation.json of every checkpoint that has one, with its id and method."""
     out = []
+    own = ("variants", "image", "pixel", "reconstruction", "calibration")  # what each scoring has for itself
     for info in list_checkpoints() if infos is None else infos:
         ev = read_evaluation(Path(info.path))
         if not ev:
             continue
-        out.append({"id": info.id, "method": info.method, **ev})
+        converged, _ = training_status(Path(info.path))
+        seeds = seed_records(Path(info.path), ev)
+        out.append({"id": info.id, "method": info.method, **ev, "converged": converged,
+                    "over_seeds": seed_summary(seeds)})
         for name, var in (ev.get("variants") or {}).items():  # scoring variants: rows of their own
-            out.append({**{k: v for k, v in ev.items() if k not in ("variants", "image", "pixel", "reconstruction")},
-                        "id": f"{info.id}@{name}", "method": info.method, "variant": name, **var})
+            out.append({**{k: v for k, v in ev.items() if k not in own},
+                        "id": f"{info.id}@{name}", "method": info.method, "variant": name, **var,
+                        "converged": converged, "over_seeds": seed_summary(seeds, name)})
     return out
+
+
+def seed_records(folder: Path, seed0: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Seed 0's evaluation (the shipped weights) and the seed replicas in `<folder>/seeds/seed<k>.json`
+    in seed order; unreadable files and records of another split than seed 0's are left out."""
+    seed0 = read_evaluation(Path(folder)) if seed0 is None else seed0
+    if not seed0:
+        return []
+    found = []
+    for p in (Path(folder) / "seeds").glob("seed*.json"):
+        m = re.fullmatch(r"seed(\d+)\.json", p.name)
+        if not m or int(m.group(1)) == 0:
+            continue
+        try:
+            rec = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(rec, dict) and rec.get("split") == seed0.get("split"):
+            found.append((int(m.group(1)), rec))
+    return [seed0, *(rec for _, rec in sorted(found, key=lambda t: t[0]))]
+
+
+def _scoring_image(record: dict[str, Any], variant: str | None) -> dict[str, Any]:
+    """The image metrics of one scoring in an evaluation record (the default one when `variant` is None)."""
+    if variant is None or variant == record.get("variant"):
+        return record.get("image") or {}
+    return ((record.get("variants") or {}).get(variant) or {}).get("image") or {}
+
+
+def seed_summary(records: Sequence[dict[str, Any]], variant: str | None = None) -> dict[str, Any] | None:
+    """Mean and sample standard deviation of AUROC and AP over seed evaluation records.
+
+    Returns {"n": seeds with an AUROC, "auroc": (mean, std), "ap": (mean, std) or None}, or None when
+    fewer than two records score `variant`."""
+    def finite(v: Any) -> bool:
+        return isinstance(v, (int, float)) and math.isfinite(v)
+
+    images = [_scoring_image(r, variant) for r in records]
+    aurocs = [float(i["auroc"]) for i in images if finite(i.get("auroc"))]
+    aps = [float(i["ap"]) for i in images if finite(i.get("ap"))]
+    if len(aurocs) < 2:
+        return None
+    return {"n": len(aurocs), "auroc": (statistics.mean(aurocs), statistics.stdev(aurocs)),
+            "ap": (statistics.mean(aps), statistics.stdev(aps)) if len(aps) == len(aurocs) else None}
 
 
 def benchmark_rows(evals: Sequence[dict[str, Any]] | None = None) -> dict[str, list[dict[str, Any]]]:
@@ -91,14 +166,78 @@ def benchmark_rows(evals: Sequence[dict[str, Any]] | None = None) -> dict[str, l
         img, rec, pix = ev.get("image") or {}, ev.get("reconstruction") or {}, ev.get("pixel") or {}
         title = method_title(ev.get("method", "")) + (
             f" [{ev['variant']}]" if ev.get("variant") and "@" in str(ev.get("id")) else "")
+        ci, seeds = img.get("ci95") or {}, ev.get("over_seeds") or {}
         rows.append({"kind": "method", "method": title, "checkpoint": ev.get("id", ""),
-                     "AUROC": img.get("auroc"), "AP": img.get("ap"), "FPR95": img.get("fpr95"),
+                     "converged": ev.get("converged") or "not recorded",
+                     "AUROC": img.get("auroc"), "AP": img.get("ap"),
+                     "AUROC 95% CI": ci.get("auroc"), "AP 95% CI": ci.get("ap"),
+                     "AUROC over seeds": seeds.get("auroc"), "AP over seeds": seeds.get("ap"),
+                     "seeds": seeds.get("n"), "FPR95": img.get("fpr95"),
                      "FPR99": img.get("fpr99"), "SSIM (healthy)": rec.get("ssim"),
                      "pixel AP": pix.get("pixel_ap"), "best Dice": pix.get("best_dice"),
                      "images/s": ev.get("inference_images_per_second"),
                      "perceptual loss": ev.get("perceptual_backend", "–"),
                      "reported elsewhere (other data)": reported_summary(ev.get("method", ""))})
     return tables
+
+
+def with_ci(value: Any, ci: Any) -> str | None:
+    """'0.712 [0.671, 0.752]', or '0.712' without an interval, or None without a value."""
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(c, (int, float)) for c in ci):
+        return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return f"{value:.3f}"
+
+
+def display_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A table's rows as the page shows them: AUROC and AP as 'value [95 % CI]' text, 'mean ± std'
+    over seeds, the other cells unchanged; every row has all columns, in a checkpoint row's order."""
+    out = []
+    for r in rows:
+        d = {k: v for k, v in r.items() if k not in ("AUROC 95% CI", "AP 95% CI")}
+        for metric in ("AUROC", "AP"):
+            if metric in r:
+                d[metric] = with_ci(r.get(metric), r.get(f"{metric} 95% CI"))
+            if f"{metric} over seeds" in r:
+                stats = r[f"{metric} over seeds"]
+                d[f"{metric} over seeds"] = f"{stats[0]:.3f} ± {stats[1]:.3f}" if stats else None
+        out.append(d)
+    columns = list(dict.fromkeys(k for d in sorted(out, key=lambda d: d.get("kind") != "method") for k in d))
+    return [{k: d.get(k) for k in columns} for d in out]
+
+
+def calibration_entries(evals: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """{checkpoint id (or id@variant): its calibration record} for every evaluation that has one."""
+    return {str(ev.get("id")): ev["calibration"] for ev in evals
+            if isinstance(ev.get("calibration"), dict) and ev["calibration"].get("bin_shares")}
+
+
+def calibration_table(cal: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per percentile bin: its range, the share of normal test images in it, the uniform share."""
+    shares = [float(s) for s in cal.get("bin_shares") or []]
+    k = len(shares)
+    return [{"percentile bin": f"{100 * i // k}–{100 * (i + 1) // k}", "share": s, "uniform": 1 / k}
+            for i, s in enumerate(shares)]
+
+
+def calibration_summary(cal: dict[str, Any]) -> str:
+    """KS distance, median percentile and reference of one calibration record, in one line."""
+    def num(key: str, fmt: str) -> str:
+        v = cal.get(key)
+        return format(v, fmt) if isinstance(v, (int, float)) else "?"
+
+    return (f"Kolmogorov-Smirnov distance to uniform: {num('ks', '.3f')} (0 = perfectly uniform); median "
+            f"percentile {num('median_percentile', '.1f')} (ideal 50); {cal.get('n', '?')} normal test images "
+            f"against the {cal.get('reference', 'reference images')}.")
+
+
+CALIBRATION_HELP = (
+    "A percentile says where an image's score falls among the scores of normal reference images (the "
+    "calibration split). If that calibration transfers, healthy test images are spread evenly: each tenth "
+    "of the percentile range holds 10 % of them (the line). Bars piling up on the right mean healthy test "
+    "images look more abnormal than the calibration set, so percentiles overstate abnormality; bars piling "
+    "up on the left mean the opposite.")
 
 
 def floor_summary(rows: Sequence[dict[str, Any]]) -> tuple[int, int, float] | None:
@@ -129,7 +268,8 @@ def reported_summary(method: str) -> str:
 
 def reported_rows(methods: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """The papers' reported numbers, optionally only for the given method ids, each saying whether
-    the method is implemented here, planned, or only a baseline of a paper."""
+    the method is implemented here, planned, or only a baseline of a paper, and the selection
+    regime its paper states."""
     keep = None if methods is None else set(methods)
     names = {"auroc": "AUROC", "ap": "AP", "fpr95": "FPR95", "fpr99": "FPR99", "ssim": "SSIM (healthy)"}
     have, planned = set(list_methods()), {mid for mid, _, _ in PLANNED}
@@ -138,5 +278,5 @@ def reported_rows(methods: Iterable[str] | None = None) -> list[dict[str, Any]]:
         return "implemented" if mid in have else "planned" if mid in planned else "not planned"
 
     return [{"method": method_title(r["method"]), "id": r["method"], "in this app": status(r["method"]),
-             **{names.get(k, k): v for k, v in r.items() if k != "method"}}
+             **{names.get(k, k): v for k, v in r.items() if k != "method"}, "regime": reported_regime(r["source"])}
             for r in REPORTED if keep is None or r["method"] in keep]

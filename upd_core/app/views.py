@@ -1,7 +1,9 @@
 """Checkpoints as the app lists them, their order and default selection, and the app's setting.
 
 One `CheckpointView` per shipped checkpoint and per scoring variant (`<checkpoint>@<variant>`), so
-variants can be compared side by side like methods; the reason a method lacks an output (shown in
+variants can be compared side by side like methods, each with how its training stopped
+("converged" / "not converged", read once from config.json); the training regime every page
+states; the reason a method lacks an output (shown in
 empty cells); the methods of the seed papers that are planned but not implemented; the inference
 device and the torch thread count for interactive use.
 """
@@ -14,7 +16,16 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..checkpoint import CheckpointInfo, list_checkpoints
+from ..checkpoint_files import read_config
+from ..errors import CheckpointError
 from ..registry import get_method, list_methods
+from ..stopping import stop_label
+
+# How every number measured here was obtained (DESIGN.md: stated in every table); shown on Home and
+# Benchmarks next to the papers' numbers.
+REGIME = ("Our numbers: normal-only training, model selection on normal validation images only (no abnormal "
+          "labels), the paper's stopping rule or a stated cap (see 'converged'). Numbers reported by other "
+          "papers were often selected on labelled data.")
 
 
 @dataclass
@@ -29,10 +40,47 @@ class CheckpointView:
     needs_grad: bool
     metrics: dict[str, Any]
     paper: str
+    training: str = ""  # stop label of its training record, e.g. "not converged (time budget)"; "" if none
+    epochs: int | None = None  # epochs trained, when recorded
+
+    @property
+    def converged(self) -> bool | None:
+        """Whether training ran the paper's stopping rule to its end; None without a training record."""
+        return self.training.startswith("converged") if self.training else None
+
+    @property
+    def flag(self) -> str:
+        """' ⚠ not converged' for option labels, '' otherwise."""
+        return " ⚠ not converged" if self.converged is False else ""
 
     @property
     def label(self) -> str:
-        return f"{self.title} ({self.id})"
+        return f"{self.title} ({self.id}){self.flag}"
+
+
+def training_status(folder: Path) -> tuple[str, int | None]:
+    """(stop label, epochs) of the training record in a checkpoint's config.json; ("", None) without one.
+
+    The one place the app reads it: every page shows this value (`stopping.stop_label` handles
+    records written before stop kinds existed)."""
+    try:
+        record = read_config(Path(folder)).get("training") or {}
+    except (CheckpointError, OSError):
+        return "", None
+    if not isinstance(record, dict) or not (record.get("stop_kind") or record.get("stop_reason")):
+        return "", None
+    epochs = record.get("epochs")
+    return stop_label(record), int(epochs) if isinstance(epochs, (int, float)) else None
+
+
+def convergence_note(chosen: Sequence[CheckpointView]) -> str:
+    """One line naming the chosen checkpoints whose training did not converge, or ''."""
+    bad = [f"{v.title} ({v.training.removeprefix('not converged ').strip('()')})"
+           for v in chosen if v.converged is False]
+    if not bad:
+        return ""
+    return ("⚠ Not converged: " + ", ".join(bad) + ". Their training stopped at a time budget or an epoch cap "
+            "before the paper's stopping rule ended it, so they may understate what the method can do.")
 
 
 def read_evaluation(folder: Path) -> dict[str, Any]:
@@ -51,15 +99,16 @@ def checkpoint_views(infos: Sequence[CheckpointInfo] | None = None) -> list[Chec
             cls = get_method(info.method)
         except ValueError:
             continue
+        training, epochs = training_status(Path(info.path))
         out.append(CheckpointView(info.id, info.method, cls.title or info.method, info.dataset, tuple(cls.outputs),
-                                  bool(cls.needs_grad), dict(info.metrics), cls.paper))
+                                  bool(cls.needs_grad), dict(info.metrics), cls.paper, training, epochs))
         # Scoring variants of the same weights (CRADL's density heads, ceVAE's scores, ...) as their
         # own entries "<id>@<variant>", so they can be compared side by side.
         for name, var in (read_evaluation(Path(info.path)).get("variants") or {}).items():
             # every shipped variant is a gradient-based scoring (KL- or NLL-gradient maps)
             out.append(CheckpointView(f"{info.id}@{name}", info.method, f"{cls.title or info.method} [{name}]",
                                       info.dataset, tuple(cls.outputs), True,
-                                      dict(var.get("image") or {}), cls.paper))
+                                      dict(var.get("image") or {}), cls.paper, training, epochs))
     return sorted(out, key=lambda v: (method_rank(v.method), v.id))
 
 
@@ -134,7 +183,8 @@ def checkpoint_table(views: Sequence[CheckpointView]) -> list[dict[str, Any]]:
     """Home's table of available checkpoints: one row each."""
     return [{"checkpoint": v.id, "method": v.title, "trained on": v.dataset,
              "outputs": ", ".join(("score", "anomaly map") + v.outputs),
-             "AUROC": v.metrics.get("auroc"), "AP": v.metrics.get("ap")} for v in views]
+             "AUROC": v.metrics.get("auroc"), "AP": v.metrics.get("ap"),
+             "converged": v.training or "not recorded", "epochs": v.epochs} for v in views]
 
 
 def configure_threads() -> int:
