@@ -9,6 +9,7 @@ import torch
 from upd_core import derived
 from upd_core.checkpoint import load_detector, save_checkpoint
 from upd_core.density import DENSITIES
+from upd_core.lesions import add_lesion
 from upd_core.methods.cradl import CRADL, CRADLConfig, DCEncoder, nt_xent
 from upd_core.registry import get_method, list_methods
 from upd_core.training import TrainConfig, fit, seed_everything
@@ -19,19 +20,10 @@ SIZE = 32
 
 
 def lesioned(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A bright round lesion in each image (upd_core.lesions when present, else a disk)."""
-    try:
-        from upd_core.lesions import add_lesion
-    except ImportError:  # pragma: no cover - the lesion module is optional here
-        add_lesion = None
+    """A bright round lesion in each image (upd_core.lesions)."""
     outs, masks = [], []
     for i, im in enumerate(images):
-        if add_lesion is not None:
-            o, m = add_lesion(im, shape="circle", radius=4, intensity="hyper", strength=0.8, seed=i)
-        else:  # pragma: no cover
-            yy, xx = np.mgrid[:SIZE, :SIZE]
-            m = (yy - 12) ** 2 + (xx - 18) ** 2 <= 16
-            o = np.where(m, np.clip(im + 0.5, 0, 1), im)
+        o, m = add_lesion(im, shape="circle", radius=4, intensity="hyper", strength=0.8, seed=i)
         outs.append(o)
         masks.append(m)
     return np.stack(outs).astype(np.float32), np.stack(masks).astype(np.float32)
