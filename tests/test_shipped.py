@@ -23,7 +23,7 @@ from upd_core.stopping import stop_label
 from .methods.test_contract import smooth_images
 
 REPO = Path(__file__).resolve().parent.parent
-MAX_BYTES = 15 * 1024 * 1024  # each shipped model <= 15 MB (issues 4 and 5)
+MAX_BYTES = 15 * 1024 * 1024  # each shipped model <= 15 MB
 SHIPPED = [c.id for c in upd_core.list_checkpoints()] if (REPO / "checkpoints" / "manifest.json").exists() else []
 pytestmark = pytest.mark.skipif(checkpoints_root() != REPO / "checkpoints" or not SHIPPED,
                                 reason="no shipped checkpoints in this checkout")

@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from .checkpoint_files import (CARD, CONFIG, EVALUATION, FORMAT, MANIFEST, WEIGHTS, read_config,  # noqa: F401
-                               save_tensors_atomic, sha256_file, write_atomic, write_json)
+                               save_tensors_atomic, sha256_file, write_json)
 from .detector import Detector
 from .device import resolve_device
 from .errors import CheckpointError
@@ -31,7 +31,7 @@ from .model_card import write_card
 from .registry import get_method
 
 VERIFIED = (WEIGHTS, CONFIG)  # files whose hashes must match before anything is loaded
-OPTIONAL_BUFFERS = ("calib_scores",)  # buffers newer than some shipped checkpoints
+OPTIONAL_BUFFERS = ("calib_scores",)  # buffers a checkpoint may lack (they load empty)
 
 
 def checkpoints_root() -> Path:
@@ -204,7 +204,7 @@ def build_detector(cfg: dict[str, Any]) -> Detector:
 def load_state(det: Detector, state: dict[str, torch.Tensor]) -> None:
     """Load a state dict, resizing buffers whose size is data-dependent (scores, densities).
 
-    Checkpoints written before calibration scores existed load with an empty `calib_scores`."""
+    Checkpoints without calibration scores load with an empty `calib_scores`."""
     state = dict(state)
     for name in OPTIONAL_BUFFERS:
         if name not in state and name in dict(det.named_buffers()):

@@ -10,7 +10,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import save_file
@@ -37,19 +37,26 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write a file via a temporary file + rename, so a crash never leaves half a file."""
+def _replace_via_temp(path: Path, write: Callable[[str], None]) -> None:
+    """`write(tmp)` a temporary file next to `path`, then rename it to `path`, so a crash never
+    leaves half a file; the temporary file is removed when anything fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
+        write(tmp)
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write a file via a temporary file + rename, so a crash never leaves half a file."""
+    payload = data.encode() if isinstance(data, str) else data
+    _replace_via_temp(path, lambda tmp: Path(tmp).write_bytes(payload))
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -57,17 +64,9 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def save_tensors_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write tensors as safetensors via a temporary file + rename."""
+    _replace_via_temp(path, lambda tmp: save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+                                                  tmp, metadata=metadata))
 
 
 def read_config(ckpt_dir: Path) -> dict[str, Any]:

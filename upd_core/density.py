@@ -18,7 +18,7 @@ LOG_2PI = math.log(2 * math.pi)
 
 
 def eigenvalue_floor(cov: torch.Tensor, eps: float) -> torch.Tensor:
-    """ADM lower bound for covariance eigenvalues (Kim et al., Sec. 2.2): Q (ReLU(L - eps) + eps) Q^T.
+    """Lower bound for covariance eigenvalues (the ADM paper, Kim et al., Sec. 2.2): Q (ReLU(L - eps) + eps) Q^T.
 
     Guarantees a positive definite covariance (no GMM singularity); `cov` may be batched (..., D, D).
     """
@@ -49,7 +49,7 @@ class GaussianMixture(nn.Module):
     """Full-covariance GMM fitted by EM (Dempster et al.), NLL differentiable w.r.t. the input.
 
     Inputs are standardised first (as in the CRADL code). Covariances get `reg_covar` added to the
-    diagonal and, optionally, the ADM eigenvalue lower bound `eig_floor`. Stored as the Cholesky
+    diagonal and, optionally, the eigenvalue lower bound `eig_floor` (`eigenvalue_floor`). Stored as the Cholesky
     factor of the precision (sklearn's parametrisation), so log N(z) is one matrix product.
     """
 
@@ -61,7 +61,6 @@ class GaussianMixture(nn.Module):
         self.register_buffer("means", torch.zeros(n_components, dim))
         self.register_buffer("prec_chol", torch.eye(dim).repeat(n_components, 1, 1))
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
-        self.n_iter = 0  # EM iterations of the last fit (not saved)
 
     # ---- likelihood ----
     def component_log_prob(self, z: torch.Tensor) -> torch.Tensor:
@@ -105,7 +104,7 @@ class GaussianMixture(nn.Module):
         resp = torch.nn.functional.one_hot(torch.cdist(x, means).argmin(1), self.k).to(x.dtype)
         prev = -math.inf
         work = GaussianMixture(self.dim, self.k).to(device=x.device, dtype=torch.float64)
-        for it in range(max_iter):
+        for _ in range(max_iter):
             # M-step
             nk = resp.sum(0) + 10 * torch.finfo(x.dtype).eps
             means = (resp.T @ x) / nk[:, None]
@@ -118,7 +117,6 @@ class GaussianMixture(nn.Module):
             ll = torch.logsumexp(lp, 1, keepdim=True)
             resp = (lp - ll).exp()
             mean_ll = float(ll.mean())
-            self.n_iter = it + 1
             if abs(mean_ll - prev) < tol:
                 break
             prev = mean_ll

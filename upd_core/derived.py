@@ -11,7 +11,7 @@ Another scoring of the same checkpoint needs no new checkpoint: use `<checkpoint
 Reference scores (percentiles): checkpoints trained with a calibration split keep one row per
 scoring variant in `calib_scores` (`Detector.calibrate_percentiles`), which takes precedence;
 CRADL/RADL checkpoints also keep the validation NLL of every density head in `val_scores_all`
-(`calibrate_heads`), the reference of older checkpoints without `calib_scores`.
+(`calibrate_heads`), the reference for checkpoints without `calib_scores`.
 """
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ inference). Input checking, batching, devices, scores and percentiles live here,
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -224,8 +223,7 @@ class Detector(nn.Module):
 
     def reference_scores(self) -> torch.Tensor | None:
         """Normal reference scores matching the current scoring (None when unknown): the
-        calibration split's when the checkpoint has them, else (older checkpoints) the
-        validation split's."""
+        calibration split's when the checkpoint has them, else the validation split's."""
         if self.calib_scores.numel():
             names = self.variant_names()
             return self.calib_scores[names.index(self.variant) if names else 0]
@@ -255,6 +253,3 @@ class Detector(nn.Module):
         lo = np.searchsorted(ref, scores, side="left")
         hi = np.searchsorted(ref, scores, side="right")
         return 100.0 * (lo + hi) / (2.0 * ref.size)
-
-    def config_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.config)

@@ -61,7 +61,6 @@ class DomainNet(nn.Module):
                        nn.Conv2d(b, b, 3, 1, 1, bias=False), nn.BatchNorm2d(b), nn.LeakyReLU(0.1)]
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(chans[-1], n_classes)
-        self.feature_dim = chans[-1]
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x).mean((2, 3))
@@ -129,9 +128,6 @@ class DomainClassifier:
     def chest_probability(self, images: Any) -> np.ndarray:
         """P(chest X-ray) per image."""
         return self.probabilities(images)[:, self.classes.index(CHEST)]
-
-    def predicted_domain(self, images: Any) -> list[str]:
-        return [self.classes[i] for i in self.probabilities(images).argmax(1)]
 
     @torch.no_grad()
     def cnn_features(self, images: Any) -> np.ndarray:

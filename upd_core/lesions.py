@@ -29,7 +29,7 @@ All randomness comes from `rng` / `seed`: the same seed gives the same lesion.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -288,10 +288,3 @@ def lesion_dataset(images: np.ndarray, specs: LesionSpec | Sequence[LesionSpec] 
         out[i], masks[i] = add_lesion(img, spec, foreground=fg, rng=gen)
         used.append(spec)
     return (out, masks, used) if return_specs else (out, masks)
-
-
-def spec_dict(spec: LesionSpec) -> dict[str, Any]:
-    """A JSON-able dict of a spec (for protocols in evaluation results)."""
-    d = asdict(spec)
-    d["location"] = list(spec.location) if spec.location is not None else None
-    return d

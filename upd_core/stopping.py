@@ -14,7 +14,7 @@ CONVERGED_KINDS = (STOP_EARLY, STOP_MAX)  # the paper's rule ran to its end
 def stop_label(record: dict[str, Any]) -> str:
     """'converged (early stopping)' / 'not converged (time budget)' for cards, tables and `list`."""
     kind = record.get("stop_kind")
-    if kind is None:  # records written before stop kinds existed
+    if kind is None:  # a record with only the free-text reason: read the kind from it
         reason = str(record.get("stop_reason", ""))
         kind = STOP_TIME if "time budget" in reason else STOP_EARLY if "early" in reason else STOP_CAP
     return f"{'converged' if kind in CONVERGED_KINDS else 'not converged'} ({kind})"

@@ -55,7 +55,7 @@ def to_png(arr: np.ndarray) -> bytes:
 
 
 def save_png(arr: np.ndarray, path: str | Path) -> Path:
-    from .checkpoint import write_atomic
+    from .checkpoint_files import write_atomic
 
     write_atomic(Path(path), to_png(arr))
     return Path(path)

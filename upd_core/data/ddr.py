@@ -12,7 +12,8 @@ Accepted layouts under `root` (folder names case-insensitive)::
         the UPD study's preprocessed folder (test = hashed `test_fraction` of healthy + all
         unhealthy)
 
-Splits: ``train``/``val`` are the grade-0 images of ``train.txt`` (val = hashed 10 %);
+Splits: ``train``/``val``/``calib`` are the grade-0 images of ``train.txt`` (val and calib =
+hashed 10 % each, see `upd_core.data.base`);
 ``valid.txt`` is not used. ``test`` is: the grade-0 images of ``test.txt`` plus the lesion-
 segmentation test images with masks when both folders exist; otherwise all of ``test.txt``
 (grades 1-4 abnormal, no masks) or all lesion-segmentation test images.

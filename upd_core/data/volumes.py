@@ -19,8 +19,9 @@ antialiased bilinear interpolation, masks with nearest neighbour.
   `min_foreground` (fraction) of its pixels are brain (image > 0 after normalisation).
 * `slice_range=(lo, hi)`: keep slices lo <= k < hi; floats in [0, 1] are fractions of the depth.
 * Splits are made per volume (never per slice, so no subject is in two splits): ``test`` is every
-  volume (or a hashed `test_fraction` of them); ``train`` / ``val`` are the normal slices of the
-  remaining volumes, with a hashed `val_fraction` of the volumes for validation.
+  volume (or a hashed `test_fraction` of them); ``train`` / ``val`` / ``calib`` are the normal
+  slices of the remaining volumes, with hashed shares of the volumes for validation
+  (`val_fraction`) and calibration (see `upd_core.data.base`).
 """
 from __future__ import annotations
 

@@ -17,6 +17,12 @@ from .reconstruction import ReconstructionConfig, ReconstructionDetector, rec_lo
 from .vae_helpers import GAUSS_SIGMA, MEDIAN_SIZE, VARIANTS, kl_normal, reparameterize, table9
 
 
+def mirrored_decoder(channels: tuple[int, ...], kernel: int) -> ConvDecoder:
+    """The decoder of the plain AEs and the VAE: the encoder's widths in reverse, one more
+    up-sampling block of half the first width, leaky ReLU."""
+    return ConvDecoder(tuple(reversed(channels[:-1])) + (channels[0] // 2,), kernel, "leaky", in_ch=channels[-1])
+
+
 @dataclass
 class AEConfig(ReconstructionConfig):
     # Baur et al.: 5x5 strided convolutions with leaky ReLU + BN; first block 64x64x32 at 128 px.
@@ -45,8 +51,7 @@ class SpatialAE(ReconstructionDetector):
         self.encoder = ConvEncoder(c.channels, c.kernel, "leaky")
         self.to_latent = nn.Conv2d(c.channels[-1], c.latent_channels, 1)
         self.from_latent = nn.Conv2d(c.latent_channels, c.channels[-1], 1)
-        self.decoder = ConvDecoder(tuple(reversed(c.channels[:-1])) + (c.channels[0] // 2,), c.kernel, "leaky",
-                                   in_ch=c.channels[-1])
+        self.decoder = mirrored_decoder(c.channels, c.kernel)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.to_latent(self.encoder(x))
@@ -117,8 +122,7 @@ class VAE(ReconstructionDetector):
         self.fc_logvar = nn.Linear(flat, c.latent_dim)
         self.from_latent = nn.Sequential(nn.Linear(c.latent_dim, flat), nn.Unflatten(1, (c.squeeze_channels, side, side)),
                                          nn.Conv2d(c.squeeze_channels, c.channels[-1], 1))
-        self.decoder = ConvDecoder(tuple(reversed(c.channels[:-1])) + (c.channels[0] // 2,), c.kernel, "leaky",
-                                   in_ch=c.channels[-1])
+        self.decoder = mirrored_decoder(c.channels, c.kernel)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(x)

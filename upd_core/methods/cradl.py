@@ -105,7 +105,7 @@ class CRADLConfig(DetectorConfig):
     # clinical data sets (BraTS, ISLES) for detection and localization (Table 4).
     density: str = "gmm1"
     gmm_reg_covar: float = 1e-3  # added to the diagonal of standardised covariances
-    gmm_eig_floor: float = 1e-6  # ADM eigenvalue lower bound (Kim et al., Sec. 2.2: 1e-6); 0 = off
+    gmm_eig_floor: float = 1e-6  # eigenvalue lower bound of the ADM paper (Kim et al., Sec. 2.2: 1e-6); 0 = off
     gmm_tol: float = 0.1  # EM convergence limit (Sec. 4.3)
     flow_blocks: int = 8  # appendix D: 8 coupling blocks, random permutations
     flow_epochs: int = 60  # appendix D: 60 epochs, lr / 10 every 20

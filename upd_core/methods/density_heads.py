@@ -3,8 +3,9 @@
 NLL-gradient maps, and the heads as scoring variants (`<checkpoint>@gmm4`).
 
 Percentiles per head: checkpoints calibrated on the calibration split keep one row per variant in
-`calib_scores` (used first, see `Detector.reference_scores`); older CRADL/RADL checkpoints keep the
-validation NLL of every head in `val_scores_all` (rows in `DENSITIES` order, `calibrate_heads`).
+`calib_scores` (used first, see `Detector.reference_scores`); CRADL/RADL checkpoints without them
+fall back to the validation NLL of every head in `val_scores_all` (rows in `DENSITIES` order,
+`calibrate_heads`).
 """
 from __future__ import annotations
 
