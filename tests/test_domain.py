@@ -100,3 +100,22 @@ def test_shipped_classifier_recognises_demo_domains():
         pytest.skip("demo images absent")
     p = clf.chest_probability(np.stack([demo.load_demo(i, 128) for i in ids]))
     assert (p < 0.5).all(), dict(zip(ids, p))
+
+
+def test_refresh_ssl_stats_keeps_the_network_and_follows_a_new_encoder(trained, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    root, _ = trained
+    d = tmp_path / domain.FOLDER
+    shutil.copytree(root / domain.FOLDER, d)
+    before = load_file(str(d / ck.WEIGHTS))
+    fake = (lambda imgs: np.asarray(imgs, np.float32).reshape(len(imgs), -1)[:, :16], "f" * 64)
+    monkeypatch.setattr(domain, "_cradl_features_fn", lambda: fake)
+    assert domain.refresh_ssl_stats(smooth_images(20, 64, seed=3), d) == "f" * 64
+    after = load_file(str(d / ck.WEIGHTS))
+    assert all(np.array_equal(before[k].numpy(), after[k].numpy()) for k in before if k.startswith("net."))
+    assert after["stats.cradl.mu"].shape == (16,)
+    cfg = json.loads((d / ck.CONFIG).read_text())
+    assert cfg["training"]["cradl_sha256"] == "f" * 64 and "cradl" in cfg["training"]["feature_spaces"]
+    monkeypatch.setattr(domain, "_cradl_features_fn", lambda: (None, None))
+    assert domain.refresh_ssl_stats(smooth_images(4, 64), d) is None

@@ -347,6 +347,31 @@ def train(chest_images: np.ndarray, out: Path, epochs: int = 12, seed: int = 0,
     return _flat_meta(cfg)
 
 
+def refresh_ssl_stats(chest_images: np.ndarray, out: Path | None = None) -> str | None:
+    """Recompute the chest X-ray statistics in the CRADL encoder's feature space after CRADL was
+    retrained, without retraining the classifier (its network weights stay byte-identical).
+    Returns the new CRADL sha256, or None when no CRADL checkpoint can be loaded."""
+    from safetensors.torch import load_file
+
+    from .metrics import feature_stats
+
+    out = Path(out or domain_dir())
+    fn, cradl_sha = _cradl_features_fn()
+    if fn is None:
+        return None
+    tensors = load_file(str(out / WEIGHTS))
+    mu, sig = feature_stats(fn(np.asarray(chest_images, np.float32)))
+    tensors["stats.cradl.mu"], tensors["stats.cradl.sigma"] = torch.as_tensor(mu), torch.as_tensor(sig)
+    cfg = json.loads((out / CONFIG).read_text())
+    cfg["training"]["cradl_sha256"] = cradl_sha
+    cfg["training"]["feature_spaces"] = sorted(set(cfg["training"].get("feature_spaces", ["cnn"])) | {"cradl"})
+    cfg["training"]["cradl_stats_images"] = int(len(chest_images))
+    save_tensors_atomic(out / WEIGHTS, tensors)
+    write_json(out / CONFIG, cfg)
+    refresh(out)
+    return cradl_sha
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m upd_core.domain", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -356,7 +381,18 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--limit", type=int, default=None, help="use at most this many chest X-rays per class")
     t.add_argument("--seed", type=int, default=0)
+    r = sub.add_parser("refresh-ssl-stats", help="recompute the CRADL feature statistics after CRADL was "
+                       "retrained (the classifier itself is not retrained)")
+    r.add_argument("--data", default="kermany", help="chest X-ray data set (folder or short name)")
+    r.add_argument("--out", default=str(domain_dir()), help="domain classifier folder")
     args = p.parse_args(argv)
+    if args.cmd == "refresh-ssl-stats":
+        from .data import load_split
+
+        _, chest, labels, _, _ = load_split(args.data, "auto", "train", SIZE)
+        sha = refresh_ssl_stats(chest[labels == 0], Path(args.out))
+        print("no CRADL checkpoint to compute statistics with" if sha is None else f"CRADL statistics for {sha[:12]}")
+        return 0 if sha else 2
     from .data import load_arrays, open_dataset
     from .paths import dataset_name, resolve_dataset
 
