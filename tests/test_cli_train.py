@@ -66,3 +66,28 @@ def test_resume_refuses_finished_or_missing_runs(folder, tmp_path, capsys):
         assert "finished checkpoint" in capsys.readouterr().err
         assert _train(folder, tmp_path / "typo", 0, "--resume") == 2
         assert "no training state" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_run_with_other_settings(folder, tmp_path, capsys, monkeypatch):
+    from upd_core import training
+
+    out = tmp_path / "r"
+    real_fit = training.fit
+
+    def stop_after_first_epoch(*a, **k):  # leave a training state behind, as a kill would
+        k["tc"].time_budget_min = 0.0
+        real_fit(*a, **k)
+        raise KeyboardInterrupt
+
+    with env(UPD_CACHE_DIR=str(tmp_path / "cache")):
+        monkeypatch.setattr("shutil.rmtree", lambda *a, **k: None)  # keep train_state after the stop
+        monkeypatch.setattr(training, "fit", stop_after_first_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            _train(folder, out, 0)
+        monkeypatch.undo()
+        assert (out / "train_state" / "state.json").exists()
+        assert _train(folder, out, 1, "--resume") == 2  # another seed
+        assert "differs in seed" in capsys.readouterr().err
+        assert _train(folder, out, 0, "--resume", "--set", "lr=0.001") == 2
+        assert "config.lr" in capsys.readouterr().err
+        assert _train(folder, out, 0, "--resume") == 0

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from .checkpoint import load_state, save_checkpoint, save_tensors_atomic, write_json
 from .detector import Detector
 from .device import autocast_factory, resolve_device
+from .errors import UPDError
 from .stopping import CONVERGED_KINDS, STOP_CAP, STOP_EARLY, STOP_MAX, STOP_TIME, is_converged, stop_label  # noqa: F401 (re-exported)
 
 STATE_DIR = "train_state"
@@ -45,6 +46,10 @@ class TrainConfig:
     amp: str = "auto"  # bf16 autocast ("auto"/"bf16") or "off"
     channels_last: bool = True
     progress: bool = True
+
+
+class TrainingStateError(UPDError):
+    """A saved training state cannot be resumed with these settings."""
 
 
 def seed_everything(seed: int) -> None:
@@ -96,19 +101,34 @@ def _restore_optimizers(optimizers: dict, tensors: dict, meta: dict) -> None:
                     opt.state[p][k] = torch.empty_like(p).copy_(v)
 
 
-def _save_state(out: Path, det: Detector, optimizers: dict, record: dict, best: dict) -> None:
+def _run_identity(det: Detector, seed: int, batch_size: int, n_train: int) -> dict[str, Any]:
+    """What a resumed run must share with the saved one (the epoch cap and time budget may change)."""
+    return json.loads(json.dumps({"method": det.method, "image_size": det.image_size, "seed": seed,
+                                  "batch_size": batch_size, "n_train": n_train,
+                                  "config": {k: v for k, v in asdict(det.config).items() if k != "perceptual_used"}},
+                                 default=str))
+
+
+def _save_state(out: Path, det: Detector, optimizers: dict, record: dict, best: dict, run: dict) -> None:
     tensors, meta = _flatten_optimizers(optimizers)
     tensors.update({f"model/{k}": v for k, v in det.state_dict().items()})
     tensors.update({f"best/{k}": v for k, v in best.items()})
     save_tensors_atomic(out / STATE_DIR / "state.safetensors", tensors)
-    write_json(out / STATE_DIR / "state.json", {"record": record, "optimizers": meta})
+    write_json(out / STATE_DIR / "state.json", {"record": record, "optimizers": meta, "run": run})
 
 
-def _load_state(out: Path, det: Detector, optimizers: dict) -> tuple[dict, dict]:
+def _load_state(out: Path, det: Detector, optimizers: dict, run: dict) -> tuple[dict, dict]:
     from safetensors.torch import load_file
 
-    tensors = load_file(str(out / STATE_DIR / "state.safetensors"))
     info = json.loads((out / STATE_DIR / "state.json").read_text())
+    saved = info.get("run")
+    if saved is not None and saved != run:
+        diff = sorted({k for k in set(saved) | set(run) if saved.get(k) != run.get(k)} - {"config"} |
+                      {f"config.{k}" for k in set(saved.get("config", {})) | set(run.get("config", {}))
+                       if saved.get("config", {}).get(k) != run.get("config", {}).get(k)})
+        raise TrainingStateError(f"--resume: the saved run in {out} differs in {', '.join(diff)}; resume "
+                                 f"with the same settings, or delete {out / STATE_DIR} to start afresh")
+    tensors = load_file(str(out / STATE_DIR / "state.safetensors"))
     load_state(det, {k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
     _restore_optimizers(optimizers, {k: v for k, v in tensors.items() if k.startswith("opt/")},
                         info["optimizers"])
@@ -144,12 +164,13 @@ def fit(det: Detector, train_images: Any, val_images: Any, out_dir: str | Path, 
     record: dict[str, Any] = {"epochs": 0, "best_epoch": -1, "best_val_loss": float("inf"),
                               "bad_epochs": 0, "seconds": 0.0, "history": []}
     best: dict[str, torch.Tensor] = {}
+    batch_size = min(batch_size, len(x_train))
+    run = _run_identity(det, tc.seed, batch_size, len(x_train))
     if resume and (out / STATE_DIR / "state.json").exists():
-        record, best = _load_state(out, det, optimizers)
+        record, best = _load_state(out, det, optimizers, run)
         det.to(device)
     start = record["epochs"]
     t0 = time.perf_counter() - record["seconds"]
-    batch_size = min(batch_size, len(x_train))
     if last_epoch < max_epochs:
         stop_kind, stop_reason = STOP_CAP, f"epoch cap of {last_epoch} reached (paper: up to {max_epochs})"
     else:
@@ -188,7 +209,7 @@ def fit(det: Detector, train_images: Any, val_images: Any, out_dir: str | Path, 
             best = {k: v.detach().clone() for k, v in det.state_dict().items()}
         else:
             record["bad_epochs"] += 1
-        _save_state(out, det, optimizers, record, best)
+        _save_state(out, det, optimizers, record, best, run)
         if record["bad_epochs"] >= patience:
             stop_kind, stop_reason = STOP_EARLY, f"early stopping (no improvement for {patience} epochs)"
             break
