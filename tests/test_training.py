@@ -124,3 +124,22 @@ def test_bad_training_input(tmp_path):
     with pytest.raises(ValueError):
         fit(det, np.zeros((1, 32, 32), np.float32), np.zeros((1, 32, 32), np.float32), tmp_path / "x",
             tc=TrainConfig(max_epochs=1, progress=False))
+
+
+def test_selection_waits_for_the_loss_schedule(tmp_path, data):
+    det = get_method("spatial-ae")(image_size=32)
+    det.config.lr = 0.0  # nothing improves: without the schedule rule the best epoch would be 1
+    for m in det.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.momentum = 0.0
+    det.selection_start_epoch = lambda: 3  # e.g. MorphAEus: L_warp on and beta at its final value
+    rec = fit(det, *data, tmp_path / "s", tc=TrainConfig(max_epochs=50, patience=2, batch_size=8, progress=False))
+    assert rec["best_epoch"] == 3 and rec["epochs"] == 5 and rec["selection_start_epoch"] == 3
+    assert "early stopping" in rec["stop_reason"]
+
+
+def test_morphaeus_and_beta_vae_select_after_their_ramps():
+    assert get_method("morphaeus")(image_size=32).selection_start_epoch() == 10 + 200
+    assert get_method("morphaeus-no-warp")(image_size=32).selection_start_epoch() == 0
+    assert get_method("beta-vae")(image_size=32).selection_start_epoch() == 100
+    assert get_method("vae")(image_size=32).selection_start_epoch() == 0

@@ -135,6 +135,11 @@ class Detector(nn.Module):
         """Loss on held-out normal images, for early stopping."""
         return float(self.loss(x, epoch)["loss"])
 
+    def selection_start_epoch(self) -> int:
+        """Epochs (1-based, inclusive) during which the loss schedule still changes the objective;
+        model selection and early stopping start after them. 0 for a fixed objective."""
+        return 0
+
     def fit_extra(self, train: torch.Tensor, progress: bool = True) -> None:
         """Hook run after network training (e.g. fit a density model on representations)."""
 

@@ -204,7 +204,11 @@ def fit(det: Detector, train_images: Any, val_images: Any, out_dir: str | Path, 
         record["history"].append({"epoch": epoch + 1, "val_loss": val_loss, **train_losses})
         if tc.progress:
             tqdm.write(f"{det.method} epoch {epoch + 1}: train {train_losses['loss']:.5g}  val {val_loss:.5g}")
-        if val_loss < record["best_val_loss"] - tc.min_delta or not best:
+        # While the method's loss schedule still changes the objective (e.g. MorphAEus before
+        # L_warp is on and beta at its final value), validation losses of different epochs are not
+        # comparable: the latest epoch is kept and patience does not run.
+        in_schedule = epoch + 1 <= det.selection_start_epoch()
+        if in_schedule or val_loss < record["best_val_loss"] - tc.min_delta or not best:
             record.update(best_val_loss=val_loss, best_epoch=epoch + 1, bad_epochs=0)
             best = {k: v.detach().clone() for k, v in det.state_dict().items()}
         else:
@@ -231,6 +235,7 @@ def fit(det: Detector, train_images: Any, val_images: Any, out_dir: str | Path, 
         cpu=platform.processor() or platform.machine(), train_config=asdict(tc))
     record["images_per_second"] = round(record["n_train"] * record["epochs"] / max(record["seconds"], 1e-9), 1)
     record.pop("bad_epochs", None)
+    record["selection_start_epoch"] = det.selection_start_epoch()
     save_checkpoint(det, out, checkpoint_id=checkpoint_id, dataset=dataset, training=record)
     shutil.rmtree(out / STATE_DIR, ignore_errors=True)
     return record

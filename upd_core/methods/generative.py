@@ -67,6 +67,10 @@ class BetaVAE(_MeanReconstructionVAE):
              "Bercea et al. (MorphAEus), appendix A.1.")
     Config = BetaVAEConfig
 
+    def selection_start_epoch(self) -> int:
+        """The capacity C rises for `c_ramp_epochs`; selection starts once it is at c_max."""
+        return self.config.c_ramp_epochs if self.config.gamma > 0 else 0
+
     def capacity(self, epoch: int) -> float:
         c = self.config
         return c.c_max * min(1.0, epoch / max(1, c.c_ramp_epochs))

@@ -211,6 +211,11 @@ class MorphAEus(ReconstructionDetector):
     outputs = ("reconstruction", "prior", "warped", "deformation")
     use_warp: ClassVar[bool] = True  # ablations switch the deformation branch off entirely
 
+    def selection_start_epoch(self) -> int:
+        """L_warp is switched on after `warp_start_epoch` and beta ramps for `beta_ramp_epochs`
+        (Sec. 3); before that the objective changes every epoch, so selection starts after it."""
+        return self.config.warp_start_epoch + self.config.beta_ramp_epochs if self.use_warp else 0
+
     def __init__(self, config: MorphAEusConfig | None = None, image_size: int = 128) -> None:
         super().__init__(config, image_size)
         c = self.config
