@@ -214,18 +214,14 @@ def stage(job: Job, checkpoints: Path | None = None) -> Path | None:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(job.out / "evaluation.json", dest)
         return dest
-    dest = dest_root / base
-    seeds_dir = dest / "seeds"
-    keep = None
-    if seeds_dir.is_dir():  # seed records staged earlier survive a re-stage of seed 0
-        keep = Path(job.root / ".seeds-keep")
-        shutil.rmtree(keep, ignore_errors=True)
-        shutil.copytree(seeds_dir, keep)
-    shutil.rmtree(dest, ignore_errors=True)
-    shutil.copytree(job.out, dest, ignore=shutil.ignore_patterns("train_state", "*.tmp", "*.log"))
-    if keep is not None:
-        shutil.copytree(keep, seeds_dir)
-        shutil.rmtree(keep, ignore_errors=True)
+    dest = dest_root / base  # replace its files; seed records staged earlier (seeds/) stay
+    dest.mkdir(parents=True, exist_ok=True)
+    for p in dest.iterdir():
+        if p.is_file():
+            p.unlink()
+    for p in job.out.iterdir():
+        if p.is_file() and not p.name.endswith((".tmp", ".log")):
+            shutil.copy2(p, dest / p.name)
     refresh(dest)
     return dest
 

@@ -69,6 +69,15 @@ def save_checkpoint(det: Detector, ckpt_dir: Path, *, checkpoint_id: str | None 
     return ckpt_dir
 
 
+def is_shipped(folder: Path) -> bool:
+    """True when `folder` lies inside the shipped checkpoints folder (checkpoints_root())."""
+    try:
+        Path(folder).resolve().relative_to(checkpoints_root().resolve())
+        return True
+    except ValueError:
+        return False
+
+
 def refresh(ckpt_dir: Path) -> None:
     """Regenerate the model card and the manifests after any file in the checkpoint changed."""
     ckpt_dir = Path(ckpt_dir)
@@ -76,12 +85,8 @@ def refresh(ckpt_dir: Path) -> None:
     files = {p.name: sha256_file(p) for p in sorted(ckpt_dir.iterdir())
              if p.is_file() and p.name != MANIFEST and not p.name.endswith(".tmp")}
     write_json(ckpt_dir / MANIFEST, {"format": FORMAT, "sha256": files})
-    root = checkpoints_root()
-    try:
-        ckpt_dir.resolve().relative_to(root.resolve())
-    except ValueError:
-        return
-    update_global_manifest(root)
+    if is_shipped(ckpt_dir):
+        update_global_manifest(checkpoints_root())
 
 
 def update_global_manifest(root: Path | None = None) -> Path:

@@ -105,18 +105,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_shipped(folder: Path) -> bool:
-    from .checkpoint import checkpoints_root
-
-    try:
-        Path(folder).resolve().relative_to(checkpoints_root().resolve())
-        return True
-    except ValueError:
-        return False
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .checkpoint import EVALUATION, load_detector, write_json
+    from .checkpoint import EVALUATION, is_shipped, load_detector, write_json
     from .data import load_split
     from .evaluate import evaluate, evaluate_checkpoint_dir
     from .paths import REPO_ROOT, dataset_name
@@ -138,7 +128,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.out:
             path = Path(args.out) / EVALUATION
             write_json(path, {**res, "dataset": dataset_name(root), "checkpoint": det.checkpoint_id})
-        elif _is_shipped(det.checkpoint_dir) and not args.update_shipped:
+        elif is_shipped(det.checkpoint_dir) and not args.update_shipped:
             path = REPO_ROOT / "runs" / "evaluations" / f"{det.checkpoint_id}-{dataset_name(root)}-{args.split}" / EVALUATION
             write_json(path, {**res, "dataset": dataset_name(root), "checkpoint": det.checkpoint_id})
         else:  # the user's own checkpoint folder, or --update-shipped: next to the weights, card refreshed
