@@ -17,10 +17,12 @@ from .reconstruction import ReconstructionConfig, ReconstructionDetector, rec_lo
 from .vae_helpers import GAUSS_SIGMA, MEDIAN_SIZE, VARIANTS, kl_normal, reparameterize, table9
 
 
-def mirrored_decoder(channels: tuple[int, ...], kernel: int) -> ConvDecoder:
-    """The decoder of the plain AEs and the VAE: the encoder's widths in reverse, one more
-    up-sampling block of half the first width, leaky ReLU."""
-    return ConvDecoder(tuple(reversed(channels[:-1])) + (channels[0] // 2,), kernel, "leaky", in_ch=channels[-1])
+def mirrored_decoder(channels: tuple[int, ...], kernel: int, last_width: int | None = None) -> ConvDecoder:
+    """The decoder of the plain AEs and the VAE: the encoder's widths in reverse, then one more
+    up-sampling block to full resolution of `last_width` filters (default: half the first
+    width), leaky ReLU."""
+    last = channels[0] // 2 if last_width is None else last_width
+    return ConvDecoder(tuple(reversed(channels[:-1])) + (last,), kernel, "leaky", in_ch=channels[-1])
 
 
 @dataclass
@@ -30,6 +32,7 @@ class AEConfig(ReconstructionConfig):
     kernel: int = 5
     latent_channels: int = 16  # spatial AE: bottleneck 8x8x16 at 128 px
     latent_dim: int = 512  # dense AE: fully connected bottleneck (Baur et al.)
+    decoder_last_width: int = 32  # MorphAEus A.1: "the last block (128x128x32)" at CXR size
     lr: float = 5e-4  # MorphAEus appendix: batch 64, lr 5e-4 gave better results than 1e-4
     batch_size: int = 64
     rec_loss: str = "l1"
@@ -51,7 +54,7 @@ class SpatialAE(ReconstructionDetector):
         self.encoder = ConvEncoder(c.channels, c.kernel, "leaky")
         self.to_latent = nn.Conv2d(c.channels[-1], c.latent_channels, 1)
         self.from_latent = nn.Conv2d(c.latent_channels, c.channels[-1], 1)
-        self.decoder = mirrored_decoder(c.channels, c.kernel)
+        self.decoder = mirrored_decoder(c.channels, c.kernel, c.decoder_last_width)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.to_latent(self.encoder(x))

@@ -97,7 +97,7 @@ class SoftIntroVAEConfig(VAEConfig):
     # Appendix A.1: (64,128,256,512,512) for 128 px; halved here so the model is < 15 MB.
     channels: tuple[int, ...] = (32, 64, 128, 256, 256)
     squeeze_channels: int = 64
-    latent_dim: int = 128  # authors' configuration (zdim 128)
+    latent_dim: int = 256  # appendix A.1: "a bottleneck of 256 filters" for CXR
     beta_kl: float = 1.0  # appendix: beta_KL = 1, beta_rec = 1, beta_neg = 256
     beta_rec: float = 1.0
     beta_neg: float = 256.0
@@ -205,6 +205,9 @@ class AAEConfig(ReconstructionConfig):
     rec_weight: float = 2.0  # appendix: L_error = 2.0
     zd_weight: float = 2.0  # appendix: L_adv-dz when optimising D_z = 2.0
     e_adv_weight: float = 1.0
+    # Appendix A.1: at 128x128 "tripling the first layer of the encoder and discriminator and the
+    # last layer of the discriminator": D's last (4d) block is repeated this many times in all.
+    d_last_repeats: int = 3
     lr: float = 5e-4  # appendix
     adam_beta1: float = 0.5  # GPND
     batch_size: int = 128  # appendix
@@ -233,7 +236,8 @@ class AAE(ReconstructionDetector):
                                   nn.ConvTranspose2d(c.latent_dim, 4 * d, 4, bias=False),
                                   nn.BatchNorm2d(4 * d), activation("relu"))
         self.G = ConvDecoder((4 * d,) + (2 * d,) * (n - 2) + (d,), 3, "relu", in_ch=4 * d, out_act="none")
-        self.D = nn.Sequential(ConvEncoder((d,) * (n - 2) + (2 * d, 4 * d), 3, "leaky"),
+        repeats = [conv_bn_act(4 * d, 4 * d, 3) for _ in range(c.d_last_repeats - 1)]  # stride 1, 4x4
+        self.D = nn.Sequential(ConvEncoder((d,) * (n - 2) + (2 * d, 4 * d), 3, "leaky"), *repeats,
                                nn.Conv2d(4 * d, 1, 4), nn.Flatten())
         self.Dz = nn.Sequential(nn.Linear(c.latent_dim, 4 * d), activation("leaky"),
                                 nn.Linear(4 * d, 4 * d), activation("leaky"), nn.Linear(4 * d, 1))
