@@ -163,7 +163,7 @@ class VAE(ReconstructionDetector):
         if self.variant == "rec":
             return super().forward_maps(x)
         map_kind, image_score = VARIANTS[self.variant]
-        out = table9(self, x, map_kind, image_score, (MEDIAN_SIZE, GAUSS_SIGMA))
+        out = table9(self, x, map_kind, image_score, (MEDIAN_SIZE, GAUSS_SIGMA), rec_kind=self.config.rec_loss)
         # This config's own post-processing (none, for the MorphAEus 'rec' map) is what `predict`
         # applies; the Table-9 map gets CRADL's (Sec. 4.5) here instead.
         out["anomaly_map"] = out[map_kind.replace("-", "_")]

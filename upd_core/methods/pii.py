@@ -86,6 +86,9 @@ class PIIConfig(DetectorConfig):
     patch_center: tuple[float, float] = (0.1, 0.9)
     alpha_range: tuple[float, float] = (0.05, 0.95)
     gradient_mixing: bool = True
+    # PII Sec. 3: images "normalized to have zero mean and unit standard deviation". Done on the
+    # network input only (per image), so blending and labels stay in the [0, 1] contract.
+    standardize: bool = True
     # Training (PII Sec. 2): Adam lr 1e-3, 50 epochs; reference code: batch 32 and L2 5e-4 on
     # conv kernels (= Adam weight decay 1e-3 on those weights).
     lr: float = 1e-3
@@ -126,15 +129,22 @@ class PII(Detector):
 
     def loss(self, x: torch.Tensor, epoch: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         xt, y = self.samples(x, generator)
-        logits = self.net(xt.contiguous(memory_format=torch.channels_last))
+        logits = self.net(self.net_input(xt).contiguous(memory_format=torch.channels_last))
         return {"loss": F.binary_cross_entropy_with_logits(logits.float(), y)}  # PII Eq. 9
 
     @torch.no_grad()
     def validation_loss(self, x: torch.Tensor, epoch: int) -> float:
         return float(self.loss(x, epoch, torch.Generator().manual_seed(1234))["loss"])
 
+    def net_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The image as the network sees it: per-image zero mean, unit std (PII Sec. 3) when
+        `standardize`, else the [0, 1] image."""
+        if not self.config.standardize:
+            return x
+        return (x - x.mean((2, 3), keepdim=True)) / (x.std((2, 3), keepdim=True) + 1e-6)
+
     def forward_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"anomaly_map": torch.sigmoid(self.net(x).float())[:, 0]}
+        return {"anomaly_map": torch.sigmoid(self.net(self.net_input(x)).float())[:, 0]}
 
 
 @register

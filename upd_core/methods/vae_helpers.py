@@ -65,13 +65,16 @@ def kl_gradient(model: VAELike, x: torch.Tensor, retain_graph: bool = False) -> 
 
 
 def table9(model: VAELike, x: torch.Tensor, map_kind: str, image_score: str, post: tuple[int, float],
-           nll: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+           nll: Callable[[torch.Tensor], torch.Tensor] | None = None,
+           rec_kind: str = "l1") -> dict[str, torch.Tensor]:
     """`forward_maps` outputs of a Table-9 scoring for images x (N,1,H,W).
 
     'anomaly_map': the `map_kind` map before post-processing; 'reconstruction'; every map under its
     own name ('rec', 'kl_grad', 'combi', 'nll_grad'), post-processed with `post` = (median size,
     Gaussian sigma); 'score' unless `image_score` is 'map'. `nll(mu)` (a density head's NLL)
-    adds the 'nll-grad' map and the 'nll' score.
+    adds the 'nll-grad' map and the 'nll' score. `rec_kind` is the reconstruction term of the
+    'elbo' score: the model's own training loss ("l1": sum |x - x_hat|, "l2": sum (x - x_hat)^2),
+    so the score is the (negative) ELBO the model was trained on.
     """
     x, mu, kl, g_kl = kl_gradient(model, x, retain_graph=nll is not None)
     if nll is not None:
@@ -82,7 +85,8 @@ def table9(model: VAELike, x: torch.Tensor, map_kind: str, image_score: str, pos
         x_hat = model.decode(mu.detach()).float()
         rec = (x.detach() - x_hat).abs()[:, 0]
         maps = {"rec": rec, "kl-grad": g_kl.abs()[:, 0], "combi": g_kl.abs()[:, 0] * rec}
-        scores = {"elbo": rec.flatten(1).sum(1) + kl.detach(), "kl": kl.detach(), "rec": rec.flatten(1).mean(1)}
+        rec_term = rec.square() if rec_kind == "l2" else rec
+        scores = {"elbo": rec_term.flatten(1).sum(1) + kl.detach(), "kl": kl.detach(), "rec": rec.flatten(1).mean(1)}
         if nll is not None:
             maps["nll-grad"] = g_nll.abs()[:, 0]
             scores["nll"] = nll_mu.detach()
