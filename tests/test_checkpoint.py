@@ -159,3 +159,89 @@ def test_auxiliary_models_are_verified_but_not_listed(root):
     (d / ck.CONFIG).write_text((d / ck.CONFIG).read_text().replace('"a"', '"c"'))
     with pytest.raises(CheckpointError, match="config.json does not match"):
         ck.read_verified(d, ck.expected_sha256(d))
+
+
+# ---- path-loaded folders, bad configs, faults while saving (issue 12) ----
+
+def test_a_folder_loaded_by_path_reports_its_path_never_a_shipped_id(root, tmp_path, monkeypatch):
+    import shutil
+
+    copy = tmp_path / "runs" / "retrained"
+    shutil.copytree(root / "vae-tiny", copy)  # its config.json claims "id": "vae-tiny", a shipped id
+    assert json.loads((copy / "config.json").read_text())["id"] == "vae-tiny"
+    det = ck.load_detector(copy)
+    assert det.checkpoint_id == str(copy) and det.checkpoint_dir == copy
+    variant = det.variant_names()[1]
+    assert ck.load_detector(f"{copy}@{variant}").checkpoint_id == str(copy)
+    assert ck.load_detector("vae-tiny").checkpoint_id == "vae-tiny"  # by id: its id
+    assert ck.load_detector(root / "vae-tiny").checkpoint_id == "vae-tiny"  # the listed folder, verified as such
+    monkeypatch.setattr(ck, "REPO_ROOT", tmp_path.resolve())
+    assert ck.load_detector(copy).checkpoint_id == "runs/retrained"  # inside the repository: relative
+
+
+@pytest.mark.parametrize("cfg", [{"method": "no-such-method"}, {}, {"method": 3}, {"method": "vae", "config": [1]},
+                                 {"method": "vae", "image_size": "big"}])
+def test_a_bad_config_is_a_checkpoint_error(cfg):
+    with pytest.raises(CheckpointError):
+        ck.build_detector({"format": ck.FORMAT, **cfg})
+
+
+def test_a_checkpoint_naming_an_unknown_method_is_refused_clearly(root, tmp_path):
+    import shutil
+
+    d = shutil.copytree(root / "vae-tiny", tmp_path / "odd")
+    cfg = json.loads((d / ck.CONFIG).read_text())
+    (d / ck.CONFIG).write_text(json.dumps({**cfg, "method": "vae-from-the-future"}))
+    man = json.loads((d / ck.MANIFEST).read_text())
+    man["sha256"][ck.CONFIG] = ck.sha256_file(d / ck.CONFIG)
+    (d / ck.MANIFEST).write_text(json.dumps(man))
+    with pytest.raises(CheckpointError, match="unknown method 'vae-from-the-future'"):
+        ck.load_detector(d)
+
+
+def _full_disk_after(n_ok: int, monkeypatch) -> None:
+    import errno
+    import os
+
+    from upd_core import checkpoint_files as cf
+
+    real, calls = cf._write_file, {"n": 0}
+
+    def write(tmp, payload):
+        calls["n"] += 1
+        if calls["n"] > n_ok:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(tmp, payload)
+
+    monkeypatch.setattr(cf, "_write_file", write)
+
+
+@pytest.mark.parametrize("n_ok", [0, 1, 2, 3])  # the weights, the config, the card or the manifest does not fit
+def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(root, monkeypatch, n_ok):
+    from upd_core.errors import StorageError
+
+    d = root / "vae-tiny"
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    global_before = (root / "manifest.json").read_bytes()
+    with monkeypatch.context() as m:
+        _full_disk_after(n_ok, m)
+        with pytest.raises(StorageError, match="No space left on device"):
+            ck.save_checkpoint(get_method("vae")(image_size=32), d, training={"epochs": 1})
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before  # nothing replaced, no temporary file
+    assert (root / "manifest.json").read_bytes() == global_before
+    ck.load_detector("vae-tiny")
+
+
+def test_new_weights_drop_the_old_evaluation_and_match_a_refresh(root):
+    d = root / "vae-tiny"
+    ck.write_json(d / ck.EVALUATION, _card_inputs(0)[1])
+    ck.refresh(d)
+    assert ck.EVALUATION in json.loads((d / ck.MANIFEST).read_text())["sha256"]
+    ck.save_checkpoint(get_method("vae")(image_size=32), d, keep_evaluation=False)
+    assert not (d / ck.EVALUATION).exists()
+    assert set(json.loads((d / ck.MANIFEST).read_text())["sha256"]) == {ck.WEIGHTS, ck.CONFIG, ck.CARD}
+    assert ck.list_checkpoints()[0].metrics == {}
+    written = {n: (d / n).read_bytes() for n in (ck.CARD, ck.MANIFEST)}
+    ck.refresh(d)  # the staged card and manifest are exactly what a refresh makes
+    assert {n: (d / n).read_bytes() for n in (ck.CARD, ck.MANIFEST)} == written
+    ck.load_detector("vae-tiny")

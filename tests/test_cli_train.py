@@ -91,3 +91,146 @@ def test_resume_refuses_a_run_with_other_settings(folder, tmp_path, capsys, monk
         assert _train(folder, out, 0, "--resume", "--set", "lr=0.001") == 2
         assert "config.lr" in capsys.readouterr().err
         assert _train(folder, out, 0, "--resume") == 0
+
+
+# ---- refusals, fail-fast checks and faults (issue 12) ----
+
+def _one_line_error(err: str) -> str:
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def _weights(out) -> bytes:
+    return (out / "model.safetensors").read_bytes()
+
+
+def _interrupt_in_epoch_2(folder, out, monkeypatch) -> None:
+    """Leave the training state of epoch 1 in `out`, as a kill in epoch 2 would."""
+    from upd_core.registry import get_method
+
+    cls = get_method("spatial-ae")
+    real = cls.training_step
+
+    def dies_in_epoch_2(self, x, epoch, *a, **k):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real(self, x, epoch, *a, **k)
+
+    with monkeypatch.context() as m:
+        m.setattr(cls, "training_step", dies_in_epoch_2)
+        with pytest.raises(KeyboardInterrupt):
+            _train(folder, out, 0)
+    assert (out / "train_state" / "state.json").exists() and not (out / "config.json").exists()
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Fail the test if the data set is decoded (a refusal must come before that)."""
+    import upd_core.data
+
+    monkeypatch.setattr(upd_core.data, "load_split", lambda *a, **k: pytest.fail("decoded the data first"))
+
+
+def test_train_does_not_replace_finished_or_interrupted_work_without_force(folder, tmp_path, capsys, monkeypatch):
+    done, part = tmp_path / "done", tmp_path / "part"
+    with env(UPD_CACHE_DIR=str(tmp_path / "cache")):
+        assert _train(folder, done, 0) == 0
+        before, digest = _weights(done), _sha(done)
+        assert _train(folder, done, 1) == 2
+        assert "--force" in _one_line_error(capsys.readouterr().err) and _weights(done) == before
+        assert _train(folder, done, 1, "--force") == 0  # retrains over the finished checkpoint
+        assert _sha(done) != digest
+        assert _train(folder, done, 0, "--resume", "--force") == 0  # nothing to resume: from scratch
+        assert _sha(done) == digest  # seed 0 again: the same weights as the first run
+        _interrupt_in_epoch_2(folder, part, monkeypatch)
+        capsys.readouterr()
+        assert _train(folder, part, 0) == 2
+        assert "--resume" in _one_line_error(capsys.readouterr().err)
+        assert _train(folder, part, 1, "--force") == 0  # starts afresh
+        assert not (part / "train_state").exists()
+
+
+@pytest.mark.parametrize("fault", ["unknown method", "bad --set", "--out under a file", "read-only --out"])
+def test_errors_before_training_are_one_line_exit_2_before_decoding(folder, tmp_path, capsys, monkeypatch,
+                                                                     no_decoding, fault):
+    import errno
+    import os
+
+    from upd_core import checkpoint_files
+
+    out, extra = tmp_path / "out", []
+    args = _args(folder, out, 0)
+    if fault == "unknown method":
+        args[args.index("spatial-ae")] = "spatial-autoencoder"
+        expected = "unknown method 'spatial-autoencoder'"
+    elif fault == "bad --set":
+        extra, expected = ["--set", "lr=fast"], "not a valid value for lr"
+    elif fault == "--out under a file":
+        (tmp_path / "notes").write_text("x")
+        args[args.index(str(out))] = str(tmp_path / "notes" / "out")
+        expected = "is a file, not a folder"
+    else:
+        def read_only(*a, **k):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+        monkeypatch.setattr(checkpoint_files.tempfile, "mkstemp", read_only)  # chmod does not stop root
+        expected = "Read-only file system"
+    assert cli.main(args + extra) == 2
+    assert expected in _one_line_error(capsys.readouterr().err)
+
+
+def test_resume_refusals_come_before_decoding(folder, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "r"
+    with env(UPD_CACHE_DIR=str(tmp_path / "cache")):
+        _interrupt_in_epoch_2(folder, out, monkeypatch)
+    capsys.readouterr()
+    import upd_core.data
+
+    monkeypatch.setattr(upd_core.data, "load_split", lambda *a, **k: pytest.fail("decoded the data first"))
+    args = _args(folder, out, 0, "--resume")
+    assert cli.main([*args, "--size", "64"]) == 2  # the last --size wins: another image size
+    assert "differs in image_size" in _one_line_error(capsys.readouterr().err)
+    assert cli.main([*args, "--set", "lr=0.01"]) == 2
+    assert "config.lr" in _one_line_error(capsys.readouterr().err)
+    (out / "train_state" / "state.json").write_text('{"record": {"epochs": 1')  # torn by hand
+    assert cli.main(args) == 2
+    assert "unusable" in _one_line_error(capsys.readouterr().err)
+
+
+def test_debug_shows_the_traceback(folder, tmp_path, capsys):
+    from upd_core.errors import UPDError
+
+    args = _args(folder, tmp_path / "o", 0)
+    args[args.index("spatial-ae")] = "nope"
+    assert cli.main(args) == 2
+    for argv in (["--debug", *args], [*args, "--debug"]):
+        with pytest.raises(UPDError, match="unknown method"):
+            cli.main(argv)
+
+
+def test_a_full_disk_at_the_final_save_keeps_the_finished_checkpoint(folder, tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    from upd_core import checkpoint_files
+    from upd_core.checkpoint import load_detector
+
+    out = tmp_path / "done"
+    with env(UPD_CACHE_DIR=str(tmp_path / "cache")):
+        assert _train(folder, out, 0) == 0
+        before = {p.name: p.read_bytes() for p in out.iterdir()}
+        real = checkpoint_files._write_file
+
+        def disk_full_outside_the_state(tmp, payload):
+            if "train_state" not in tmp:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real(tmp, payload)
+
+        with monkeypatch.context() as m:
+            m.setattr(checkpoint_files, "_write_file", disk_full_outside_the_state)
+            assert _train(folder, out, 1, "--force") == 2
+        assert "No space left on device" in _one_line_error(capsys.readouterr().err)
+        assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+        assert load_detector(out).predict(torch.zeros(1, 32, 32).numpy()).score.shape == (1,)
+        assert _train(folder, out, 1, "--resume") == 0  # the new run's state survived: finish it
+        assert _weights(out) != before["model.safetensors"]

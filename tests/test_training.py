@@ -143,3 +143,198 @@ def test_morphaeus_and_beta_vae_select_after_their_ramps():
     assert get_method("morphaeus-no-warp")(image_size=32).selection_start_epoch() == 0
     assert get_method("beta-vae")(image_size=32).selection_start_epoch() == 100
     assert get_method("vae")(image_size=32).selection_start_epoch() == 0
+
+
+# ---- faults while the training state is written (issue 12) ----
+
+_TC = dict(max_epochs=2, batch_size=8, progress=False, amp="off", seed=4)
+
+
+def _ae():
+    """A spatial AE whose checkpoint is its last epoch (model selection waits, as during a loss
+    schedule), so the weights show whether any epoch was repeated or skipped."""
+    det = get_method("spatial-ae")(image_size=32)
+    det.selection_start_epoch = lambda: 10 ** 6
+    return det
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data):
+    """Weights and per-epoch losses of a 2-epoch run that nothing interrupted."""
+    out = tmp_path_factory.mktemp("full")
+    seed_everything(4)
+    rec = fit(_ae(), *data, out, tc=TrainConfig(**_TC))
+    return load_file(str(out / "model.safetensors")), rec["history"]
+
+
+def _assert_same_run(reference: tuple[dict, list], out) -> None:
+    a, history = reference
+    assert json.loads((out / "config.json").read_text())["training"]["history"] == history
+    b = load_file(str(out / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.parametrize("crash_at", [1, 2])
+def test_a_crash_while_the_state_is_committed_neither_repeats_nor_skips_an_epoch(
+        tmp_path, data, monkeypatch, uninterrupted, crash_at):
+    """Die at the 1st or 2nd rename of epoch 2's state (before: between state.safetensors and
+    state.json, which made the resume train epoch 2 again on epoch-2 weights)."""
+    import os
+
+    real, renames = os.replace, {"n": 0}
+
+    def replace(src, dst):
+        if STATE_DIR in str(dst):
+            renames["n"] += 1
+            if renames["n"] == 2 + crash_at:  # epoch 1's state took two renames
+                raise KeyboardInterrupt
+        return real(src, dst)
+
+    seed_everything(4)
+    part = _ae()
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        fit(part, *data, tmp_path, tc=TrainConfig(**_TC))
+    monkeypatch.undo()
+    state = json.loads((tmp_path / STATE_DIR / "state.json").read_text())
+    assert state["record"]["epochs"] == 1  # the state of the last committed epoch
+    seed_everything(99)
+    rec = fit(_ae(), *data, tmp_path, tc=TrainConfig(**_TC), resume=True)
+    assert [h["epoch"] for h in rec["history"]] == [1, 2]
+    _assert_same_run(uninterrupted, tmp_path)
+
+
+def test_a_full_disk_while_saving_the_state_keeps_the_previous_state(tmp_path, data, monkeypatch, uninterrupted):
+    import errno
+    import os
+
+    from upd_core import checkpoint_files as cf
+    from upd_core.errors import StorageError
+
+    real, writes = cf._write_file, {"n": 0}
+
+    def write(tmp, payload):
+        if STATE_DIR in tmp:
+            writes["n"] += 1
+            if writes["n"] == 3:  # epoch 2's tensors
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(tmp, payload)
+
+    seed_everything(4)
+    monkeypatch.setattr(cf, "_write_file", write)
+    with pytest.raises(StorageError, match="No space left on device"):
+        fit(_ae(), *data, tmp_path, tc=TrainConfig(**_TC))
+    monkeypatch.undo()
+    folder = tmp_path / STATE_DIR
+    assert json.loads((folder / "state.json").read_text())["record"]["epochs"] == 1
+    assert not list(folder.glob("*.tmp")) and len(list(folder.glob("*.safetensors"))) == 1
+    fit(_ae(), *data, tmp_path, tc=TrainConfig(**_TC), resume=True)
+    _assert_same_run(uninterrupted, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory, data):
+    """A training state after epoch 1, as a kill in epoch 2 would leave it (copy it before use)."""
+    out = tmp_path_factory.mktemp("interrupted")
+    det = get_method("spatial-ae")(image_size=32)
+    orig, calls = det.training_step, {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:  # 2 steps per epoch
+            raise KeyboardInterrupt
+        return orig(*a, **k)
+
+    det.training_step = flaky
+    with pytest.raises(KeyboardInterrupt):
+        fit(det, *data, out, tc=TrainConfig(**_TC))
+    return out
+
+
+def _copy(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst, dirs_exist_ok=True)
+    return dst
+
+
+def test_stray_temporary_files_are_removed_at_start(tmp_path, data, interrupted):
+    _copy(interrupted, tmp_path)
+    folder = tmp_path / STATE_DIR
+    junk = [folder / "state-00002.safetensors.k3x_9az2.tmp", tmp_path / "model.safetensors.abcdefgh.tmp",
+            folder / "state-00002.safetensors"]  # uncommitted: state.json still names epoch 1's file
+    for p in junk:
+        p.write_bytes(b"\0" * 1000)
+    keep = tmp_path / "notes.txt"
+    keep.write_text("mine")
+    fit(get_method("spatial-ae")(image_size=32), *data, tmp_path, tc=TrainConfig(**_TC), resume=True)
+    assert not any(p.exists() for p in junk) and keep.read_text() == "mine"
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("damage", ["json", "keys", "tensors-missing", "tensors-truncated"])
+def test_a_corrupt_state_is_a_clear_error(tmp_path, data, interrupted, damage):
+    from upd_core.training import TrainingStateError
+
+    _copy(interrupted, tmp_path)
+    folder = tmp_path / STATE_DIR
+    tensors = next(folder.glob("*.safetensors"))
+    if damage == "json":
+        (folder / "state.json").write_text('{"record": ')
+    elif damage == "keys":
+        (folder / "state.json").write_text('{"record": {}}')
+    elif damage == "tensors-missing":
+        tensors.unlink()
+    else:
+        tensors.write_bytes(tensors.read_bytes()[:100])
+    with pytest.raises(TrainingStateError, match="unusable") as e:
+        fit(get_method("spatial-ae")(image_size=32), *data, tmp_path, tc=TrainConfig(**_TC), resume=True)
+    assert "\n" not in str(e.value) and "--force" in str(e.value)
+
+
+def test_the_optimizer_resumes_with_the_recorded_settings(tmp_path, data, monkeypatch, interrupted):
+    """The learning rate (and the Adam moments) come from the state, not from a fresh optimizer."""
+    from upd_core import training
+
+    _copy(interrupted, tmp_path)
+    info = json.loads((tmp_path / STATE_DIR / "state.json").read_text())
+    recorded = info["optimizers"]["main"]["param_groups"][0]
+    recorded["lr"] = 0.0123  # e.g. a schedule had lowered it: the resume must not reset it to config.lr
+    (tmp_path / STATE_DIR / "state.json").write_text(json.dumps(info))
+    seen = {}
+    real = training._restore_optimizers
+
+    def spy(optimizers, tensors, meta):
+        real(optimizers, tensors, meta)
+        opt = optimizers["main"]
+        seen.update(lr=opt.param_groups[0]["lr"], betas=tuple(opt.param_groups[0]["betas"]),
+                    moments=sum(1 for st in opt.state.values() if "exp_avg" in st))
+
+    monkeypatch.setattr(training, "_restore_optimizers", spy)
+    fit(get_method("spatial-ae")(image_size=32), *data, tmp_path, tc=TrainConfig(**_TC), resume=True)
+    assert seen["lr"] == recorded["lr"] and seen["betas"] == tuple(recorded["betas"])
+    assert seen["moments"] > 0
+
+
+def test_an_unwritable_output_fails_before_the_first_epoch(tmp_path, data, monkeypatch):
+    from upd_core.errors import StorageError
+
+    (tmp_path / "file").write_text("x")
+    det = get_method("spatial-ae")(image_size=32)
+    monkeypatch.setattr(det, "training_step", lambda *a, **k: pytest.fail("trained before checking --out"))
+    with pytest.raises(StorageError, match="is a file"):
+        fit(det, *data, tmp_path / "file" / "out", tc=TrainConfig(**_TC))
+
+
+def test_a_state_in_the_earlier_two_file_layout_still_resumes(tmp_path, data, interrupted):
+    """Runs interrupted before the commit marker (state.safetensors + state.json without a name)."""
+    _copy(interrupted, tmp_path)
+    folder = tmp_path / STATE_DIR
+    info = json.loads((folder / "state.json").read_text())
+    (folder / info.pop("tensors")).rename(folder / "state.safetensors")
+    info.pop("sha256")
+    (folder / "state.json").write_text(json.dumps(info))
+    rec = fit(get_method("spatial-ae")(image_size=32), *data, tmp_path, tc=TrainConfig(**_TC), resume=True)
+    assert [h["epoch"] for h in rec["history"]] == [1, 2] and not folder.exists()

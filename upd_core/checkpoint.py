@@ -7,11 +7,14 @@ The shipped checkpoints are also listed in `checkpoints/manifest.json`; loading 
 sha256 of the weights and config against it, so tampering or truncation is refused clearly.
 The domain classifier (`upd_core.domain`) uses the same format with `"kind"` in its config; the
 manifest lists it under "auxiliary", never among the detectors. File names and atomic writes live
-in `checkpoint_files`, card text in `model_card`.
+in `checkpoint_files`, card text in `model_card`. A folder's files are written together (weights,
+config, card, then the manifest that vouches for them, all staged before any is renamed), so a
+full disk or a failing write leaves the previous checkpoint in that folder intact.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -22,12 +25,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .checkpoint_files import (CARD, CONFIG, EVALUATION, FORMAT, MANIFEST, WEIGHTS, read_config,  # noqa: F401
-                               save_tensors_atomic, sha256_file, write_json)
+from .checkpoint_files import (CARD, CONFIG, EVALUATION, FORMAT, MANIFEST, WEIGHTS, json_bytes,  # noqa: F401
+                               read_config, read_evaluation, save_tensors_atomic, sha256_file, tensors_bytes,
+                               write_files_atomic, write_json)
 from .detector import Detector
 from .device import resolve_device
 from .errors import CheckpointError
-from .model_card import write_card
+from .model_card import card_text
+from .paths import REPO_ROOT
 from .registry import get_method
 
 VERIFIED = (WEIGHTS, CONFIG)  # files whose hashes must match before anything is loaded
@@ -50,8 +55,13 @@ class CheckpointInfo:
 
 
 def save_checkpoint(det: Detector, ckpt_dir: Path, *, checkpoint_id: str | None = None,
-                    dataset: dict | None = None, training: dict | None = None) -> Path:
-    """Write weights + config (+ card and manifest); keeps dataset/training records already there."""
+                    dataset: dict | None = None, training: dict | None = None,
+                    keep_evaluation: bool = True) -> Path:
+    """Write weights + config + card + manifest together; keeps dataset/training records already there.
+
+    `keep_evaluation=False` (new weights over an evaluated checkpoint, `train --force`): the old
+    evaluation.json no longer describes the weights, so the card and manifest leave it out and it
+    is deleted once the new files are in place."""
     ckpt_dir = Path(ckpt_dir)
     old = read_config(ckpt_dir) if (ckpt_dir / CONFIG).exists() else {}
     cfg = {
@@ -63,9 +73,14 @@ def save_checkpoint(det: Detector, ckpt_dir: Path, *, checkpoint_id: str | None 
         "dataset": dataset if dataset is not None else old.get("dataset", {}),
         "training": training if training is not None else old.get("training", {}),
     }
-    save_tensors_atomic(ckpt_dir / WEIGHTS, det.state_dict(), metadata={"format": FORMAT, "method": det.method})
-    write_json(ckpt_dir / CONFIG, cfg)
-    refresh(ckpt_dir)
+    files = {WEIGHTS: tensors_bytes(det.state_dict(), metadata={"format": FORMAT, "method": det.method}),
+             CONFIG: json_bytes(cfg)}
+    drop = () if keep_evaluation else (EVALUATION,)
+    write_files_atomic({ckpt_dir / k: v for k, v in _with_card_and_manifest(ckpt_dir, files, drop).items()})
+    for name in drop:
+        (ckpt_dir / name).unlink(missing_ok=True)
+    if is_shipped(ckpt_dir):
+        update_global_manifest(checkpoints_root())
     return ckpt_dir
 
 
@@ -78,13 +93,27 @@ def is_shipped(folder: Path) -> bool:
         return False
 
 
+def _with_card_and_manifest(ckpt_dir: Path, files: dict[str, bytes],
+                            drop: tuple[str, ...] = ()) -> dict[str, bytes]:
+    """`files` (new contents by name), then the model card and the manifest (sha256 of every file)
+    the folder has once they are written, with the files named in `drop` left out; in write order."""
+    cfg = json.loads(files[CONFIG]) if CONFIG in files else read_config(ckpt_dir)
+    size = len(files[WEIGHTS]) if WEIGHTS in files else (
+        (ckpt_dir / WEIGHTS).stat().st_size if (ckpt_dir / WEIGHTS).exists() else 0)
+    ev = None if EVALUATION in drop else read_evaluation(ckpt_dir)
+    out = {**files, CARD: card_text(cfg, ev, size).encode()}
+    sha = {p.name: sha256_file(p) for p in ckpt_dir.iterdir()
+           if p.is_file() and p.name not in out and p.name not in drop and p.name != MANIFEST
+           and not p.name.endswith(".tmp")} if ckpt_dir.is_dir() else {}
+    sha.update({name: hashlib.sha256(data).hexdigest() for name, data in out.items()})
+    out[MANIFEST] = json_bytes({"format": FORMAT, "sha256": dict(sorted(sha.items()))})
+    return out
+
+
 def refresh(ckpt_dir: Path) -> None:
     """Regenerate the model card and the manifests after any file in the checkpoint changed."""
     ckpt_dir = Path(ckpt_dir)
-    write_card(ckpt_dir)
-    files = {p.name: sha256_file(p) for p in sorted(ckpt_dir.iterdir())
-             if p.is_file() and p.name != MANIFEST and not p.name.endswith(".tmp")}
-    write_json(ckpt_dir / MANIFEST, {"format": FORMAT, "sha256": files})
+    write_files_atomic({ckpt_dir / k: v for k, v in _with_card_and_manifest(ckpt_dir, {}).items()})
     if is_shipped(ckpt_dir):
         update_global_manifest(checkpoints_root())
 
@@ -196,14 +225,29 @@ def read_verified(ckpt_dir: Path, expected: dict[str, str]) -> tuple[dict[str, A
 
 
 def build_detector(cfg: dict[str, Any]) -> Detector:
-    """Instantiate the registered method described by a config.json dict (untrained)."""
-    cls = get_method(cfg["method"])
+    """Instantiate the registered method described by a config.json dict (untrained).
+
+    Whatever is wrong in the config (no or an unknown `method`, settings the method does not
+    have, values it refuses) is a CheckpointError."""
+    method = cfg.get("method")
+    if not isinstance(method, str) or not method:
+        raise CheckpointError(f"config names no method (got {method!r})")
+    try:
+        cls = get_method(method)
+    except ValueError as exc:
+        raise CheckpointError(f"config: {exc}") from None
+    settings = cfg.get("config", {})
+    if not isinstance(settings, dict):
+        raise CheckpointError(f"config of {method}: 'config' must be a JSON object")
     known = {f.name for f in dataclasses.fields(cls.Config)}
-    unknown = set(cfg.get("config", {})) - known
+    unknown = set(settings) - known
     if unknown:
         raise CheckpointError(f"config has settings unknown to {cls.method}: {sorted(unknown)}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.get("config", {}).items()}
-    return cls(cls.Config(**values), image_size=int(cfg.get("image_size", 128)))
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+    try:
+        return cls(cls.Config(**values), image_size=int(cfg.get("image_size", 128)))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"config of {method} cannot build the model ({exc})") from None
 
 
 def load_state(det: Detector, state: dict[str, torch.Tensor]) -> None:
@@ -231,11 +275,31 @@ def split_variant(checkpoint: str | os.PathLike) -> tuple[str | os.PathLike, str
     return checkpoint, None
 
 
+def checkpoint_label(checkpoint: str | os.PathLike, ckpt_dir: Path) -> str:
+    """What a loaded checkpoint calls itself (`Detector.checkpoint_id`).
+
+    An id of the global manifest, or a folder that manifest lists (verified against it), is that
+    id; any other folder is its path (relative to the repository when inside it), never the `id`
+    its own config.json claims: a copy or retraining in runs/ must not pass for a shipped one."""
+    manifest = _global_manifest()
+    if str(checkpoint) in manifest:
+        return str(checkpoint)
+    root, here = checkpoints_root(), Path(ckpt_dir).resolve()
+    for cid, entry in manifest.items():
+        if (root / entry["path"]).resolve() == here:
+            return cid
+    try:
+        return here.relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return str(checkpoint)
+
+
 def load_detector(checkpoint: str | os.PathLike, device: str | torch.device | None = None) -> Detector:
     """Load a verified checkpoint (id from the manifest or folder path) onto `device`.
 
     `<id>@<variant>` selects a scoring variant of that checkpoint (see Detector.variant_names),
-    e.g. 'cradl-kermany-128@gmm4' for CRADL's GMM with K = 4.
+    e.g. 'cradl-kermany-128@gmm4' for CRADL's GMM with K = 4. The detector's `checkpoint_id` is
+    `checkpoint_label` (a folder outside the manifest reports its path).
     """
     checkpoint, variant = split_variant(checkpoint)
     ckpt_dir, expected = resolve(checkpoint)
@@ -247,7 +311,7 @@ def load_detector(checkpoint: str | os.PathLike, device: str | torch.device | No
         load_state(det, state)
     except RuntimeError as exc:
         raise CheckpointError(f"{ckpt_dir}: weights do not fit method {cfg['method']} ({exc})") from None
-    det.checkpoint_id = cfg.get("id", ckpt_dir.name)
+    det.checkpoint_id = checkpoint_label(checkpoint, ckpt_dir)
     det.checkpoint_dir = ckpt_dir
     if variant is not None:
         try:

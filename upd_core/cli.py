@@ -1,4 +1,4 @@
-"""Command line: `python -m upd_core list | train | evaluate | predict | benchmark | campaign`."""
+"""Command line: `python -m upd_core list | train | evaluate | predict | benchmark | campaign | data`."""
 from __future__ import annotations
 
 import argparse
@@ -26,18 +26,30 @@ def _parse_value(field: dataclasses.Field, text: str):
 
 
 def method_config(method: str, overrides: list[str]):
-    """The method's paper-default config with `key=value` overrides applied."""
+    """The method's paper-default config with `key=value` overrides applied.
+
+    An unknown method, key or value is a UPDError (one line, exit 2), never a traceback."""
     from .registry import get_method
 
-    cls = get_method(method)
+    try:
+        cls = get_method(method)
+    except ValueError as exc:
+        raise UPDError(f"--method: {exc}") from None
     fields = {f.name: f for f in dataclasses.fields(cls.Config)}
     kwargs = {}
     for item in overrides:
         key, sep, val = item.partition("=")
         if not sep or key not in fields:
-            raise SystemExit(f"--set {item!r}: expected key=value with key in {sorted(fields)}")
-        kwargs[key] = _parse_value(fields[key], val)
-    return cls.Config(**kwargs)
+            raise UPDError(f"--set {item!r}: expected key=value with key in {sorted(fields)}")
+        try:
+            kwargs[key] = _parse_value(fields[key], val)
+        except ValueError:
+            raise UPDError(f"--set {item!r}: {val!r} is not a valid value for {key} "
+                           f"(default {fields[key].default!r})") from None
+    try:
+        return cls.Config(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise UPDError(f"--set: {exc}") from None
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -62,35 +74,81 @@ def cmd_list(args: argparse.Namespace) -> int:
         except UPDError as exc:
             label = f"unreadable config ({exc})"
         print(f"  {info.id:36s} {info.method:18s} {info.dataset:12s} {auc}  [{label}]")
-        variants = get_method(info.method)(image_size=32).variant_names() if info.method in list_methods() else ()
-        if len(variants) > 1:
-            print(f"  {'':36s} scorings: " + ", ".join(f"{info.id}@{v}" for v in variants[1:]))
+        for line in _scoring_lines(info):
+            print(line)
+    from .app.views import checkpoint_views, inventory
+
+    inv = inventory(checkpoint_views(infos))  # the counts Home and the README state
+    print(f"\n{len(inv.methods)} registered methods; {inv.checkpoints} checkpoints of {inv.methods_with_checkpoints} "
+          f"of them, {inv.scorings} scorings counting each <checkpoint>@<variant>.")
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _scoring_lines(info) -> list[str]:
+    """One line per `@variant` of a checkpoint with several scorings (with its AUROC where
+    evaluation.json has it, the numbers the app shows), the default scoring named first."""
+    from .app.views import read_evaluation
+    from .registry import get_method, list_methods
+
+    ev = read_evaluation(Path(info.path))
+    measured = {name: (var.get("image") or {}) for name, var in (ev.get("variants") or {}).items()}
+    if ev.get("variant"):
+        measured = {str(ev["variant"]): ev.get("image") or {}, **measured}
+    names = list(measured)
+    if not names and info.method in list_methods():  # not evaluated per scoring: the method's own list
+        names = list(get_method(info.method)(image_size=32).variant_names())
+    if len(names) < 2:
+        return []
+    lines = []
+    for k, name in enumerate(names):
+        met = measured.get(name) or {}
+        auc = f"AUROC {met['auroc']:.3f}  AP {met['ap']:.3f}" if "auroc" in met and "ap" in met else "not evaluated"
+        lines.append(f"    {info.id + '@' + name:44s} {auc}{'  (default scoring)' if k == 0 else ''}")
+    return lines
+
+
+def _refuse_to_overwrite(out: Path, resume: bool, force: bool) -> None:
+    """What `train` refuses to do to `out` without --force: resume nothing, or replace work."""
     from .checkpoint import CONFIG
+    from .training import has_state
+
+    finished, interrupted = (out / CONFIG).exists(), has_state(out)
+    if force:
+        return
+    if resume and not interrupted:
+        if finished:
+            raise UPDError(f"{out} holds a finished checkpoint: --resume has nothing to continue "
+                           "(add --force to train it again from scratch)")
+        raise UPDError(f"--resume: no training state in {out} (check --out, or drop --resume)")
+    if not resume and interrupted:
+        raise UPDError(f"{out} holds an interrupted training: add --resume to continue it, "
+                       "or --force to start afresh")
+    if not resume and finished:
+        raise UPDError(f"{out} already holds a finished checkpoint: add --force to train it again "
+                       "(its files are replaced only when the new training has finished)")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .checkpoint_files import ensure_writable
     from .data import load_split
-    from .paths import REPO_ROOT, dataset_name
+    from .paths import REPO_ROOT, dataset_name, resolve_dataset
     from .registry import get_method
-    from .training import STATE_DIR, TrainConfig, fit, seed_everything
+    from .training import TrainConfig, check_resume, fit, has_state, seed_everything
 
     cfg = method_config(args.method, args.set or [])
+    name = dataset_name(resolve_dataset(args.data))
+    ckpt_id = args.id or f"{args.method}-{name.replace('cxr-', '')}-{args.size}"
+    out = Path(args.out) if args.out else REPO_ROOT / "runs" / ckpt_id
+    _refuse_to_overwrite(out, args.resume, args.force)
+    ensure_writable(out)  # a read-only disk or an --out under a file: now, not after an epoch
+    seed_everything(args.seed)  # before the model is built: reproducible initial weights
+    det = get_method(args.method)(cfg, image_size=args.size)
+    if args.resume and has_state(out):
+        check_resume(out, det, args.seed)  # a corrupt state or other settings: before decoding data
     root, x_train, y_train, _, _ = load_split(args.data, args.layout, "train", args.size, args.limit)
     _, x_val, _, _, _ = load_split(args.data, args.layout, "val", args.size, args.limit)
     _, x_calib, _, _, _ = load_split(args.data, args.layout, "calib", args.size, args.limit)
     x_train = x_train[y_train == 0]
-    name = dataset_name(root)
-    ckpt_id = args.id or f"{args.method}-{name.replace('cxr-', '')}-{args.size}"
-    out = Path(args.out) if args.out else REPO_ROOT / "runs" / ckpt_id
-    if args.resume and not (out / STATE_DIR / "state.json").exists():
-        if (out / CONFIG).exists() and not args.force:
-            raise UPDError(f"{out} holds a finished checkpoint: --resume has nothing to continue "
-                           "(add --force to train it again from scratch)")
-        if not args.force:
-            raise UPDError(f"--resume: no training state in {out} (check --out, or drop --resume)")
-    seed_everything(args.seed)  # before the model is built: reproducible initial weights
-    det = get_method(args.method)(cfg, image_size=args.size)
     tc = TrainConfig(max_epochs=None, cap_epochs=args.epochs, patience=args.patience,
                      batch_size=args.batch_size, time_budget_min=args.time_budget, seed=args.seed,
                      device=args.device, amp=args.amp, channels_last=not args.no_channels_last,
@@ -146,11 +204,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .checkpoint import load_detector
+    from .app.analysis import domain_probability, ood_check, ood_heading, result_from_prediction
+    from .checkpoint import load_detector, split_variant
     from .imaging import load_image
     from .visualize import overlay, save_png
 
     det = load_detector(args.checkpoint, device=args.device)
+    variant = split_variant(args.checkpoint)[1]
+    cid = f"{det.checkpoint_id}@{variant}" if variant else det.checkpoint_id  # as given, scoring included
     out_dir = Path(args.out)
     results = []
     names = det.variant_names()
@@ -161,10 +222,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         heat = out_dir / f"{Path(src).stem}_{tag}_heatmap.png"
         save_png(overlay(img, pred.anomaly_map[0]), heat)
         pct = None if pred.percentile is None else float(pred.percentile[0])
-        results.append({"image": str(src), "checkpoint": det.checkpoint_id, "score": float(pred.score[0]),
-                        "percentile": pct, "heatmap": str(heat)})
+        # the app's out-of-distribution check: domain classifier, else the score against normal references
+        res = result_from_prediction(det, img, pred, cid)
+        ood = ood_check([res], domain_probability(img))
+        results.append({"image": str(src), "checkpoint": cid, "score": float(pred.score[0]),
+                        "score_unit": res.units.score, "percentile": pct, "heatmap": str(heat),
+                        "out_of_distribution": {"level": ood.level, "message": ood.message, **ood.details}})
         pct_txt = "n/a (no normal validation scores stored for this scoring)" if pct is None else f"{pct:.1f}"
         print(f"{src}: score {pred.score[0]:.6g}  percentile vs normal validation {pct_txt}  heatmap {heat}")
+        if ood.level != "ok":
+            print(f"{src}: " + " ".join(t for t in (ood_heading(ood.level), ood.message) if t), file=sys.stderr)
         if args.save_maps:
             np.save(out_dir / f"{Path(src).stem}_{tag}_map.npy", pred.anomaly_map[0])
     if args.json:
@@ -192,6 +259,32 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    from .data import prepare
+
+    if args.action == "sources":
+        print(prepare.format_sources())
+        return 0
+    if not args.path:
+        raise UPDError("usage: python -m upd_core data prepare SOURCE ARCHIVE_OR_FOLDER (see `data sources` for "
+                       "where to download each source)")
+    report = prepare.prepare(args.source, args.path, out=args.out, size=args.size, build_cache=not args.no_cache,
+                             checksums=not args.no_checksums, sha256=args.sha256, md5=args.md5,
+                             progress=not args.quiet)
+    print(json.dumps(report, indent=2) if args.json else prepare.format_report(report))
+    return 0
+
+
+def _add_debug_flag(parser: argparse.ArgumentParser) -> None:
+    """`--debug` before or after the command: show the traceback of an error instead of one line."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    parser.add_argument("--debug", action="store_true", help="on an error, show the full traceback")
+    for s in sub.choices.values():
+        if "--debug" not in s._option_string_actions:
+            s.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                           help="on an error, show the full traceback")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m upd_core", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -212,16 +305,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--patience", type=int, help="early-stopping patience in epochs")
     s.add_argument("--batch-size", type=int)
     s.add_argument("--time-budget", type=float, help="stop after this many minutes")
-    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a method config value")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a method config value "
+                   "(with --resume: repeat the original values; a different one, e.g. another lr, is refused "
+                   "because the optimizers resume with the recorded settings)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when present)")
     s.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"], help="bf16 autocast (default auto)")
     s.add_argument("--no-channels-last", action="store_true")
     s.add_argument("--limit", type=int, help="use only the first N images (smoke tests)")
-    s.add_argument("--resume", action="store_true", help="continue an interrupted training in --out "
-                   "(refuses when there is no training state there)")
-    s.add_argument("--force", action="store_true", help="with --resume: train from scratch when there is "
-                   "nothing to resume, even over a finished checkpoint")
+    s.add_argument("--resume", action="store_true", help="continue an interrupted training in --out with "
+                   "its recorded optimizer settings (at most the epoch in progress is lost); refuses when "
+                   "there is no training state there, when it is corrupt, or when --method, --size, --seed, "
+                   "--batch-size, the data or --set differ from the saved run (--epochs, --patience and "
+                   "--time-budget may change)")
+    s.add_argument("--force", action="store_true", help="train even though --out holds a finished checkpoint "
+                   "(replaced only when the new training has finished) or an interrupted training (started "
+                   "afresh unless --resume is given)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_train)
 
@@ -244,12 +343,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-write", action="store_true", help="do not write evaluation.json")
     s.set_defaults(func=cmd_evaluate)
 
-    s = sub.add_parser("predict", help="score an image and write a heatmap PNG")
+    s = sub.add_parser("predict", help="score an image and write a heatmap PNG",
+                       description="Score images and write heatmap PNGs. As the app does, each image is checked "
+                       "against the checkpoints' training domain (the domain classifier, else the score against "
+                       "the normal reference scores); a warning goes to stderr when it looks out of distribution.")
     s.add_argument("images", nargs="+", help="image files (PNG, JPEG, TIFF, BMP, DICOM, NIfTI, NPY)")
     s.add_argument("--checkpoint", required=True)
     s.add_argument("--out", default=".", help="folder for heatmap PNGs (default: current folder)")
     s.add_argument("--device")
-    s.add_argument("--json", action="store_true", help="also print results as JSON")
+    s.add_argument("--json", action="store_true", help="also print results as JSON (score unit and the "
+                   "out-of-distribution check included)")
     s.add_argument("--save-maps", action="store_true", help="also save raw maps as .npy")
     s.set_defaults(func=cmd_predict)
 
@@ -274,16 +377,39 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-seeds", action="store_true", help="seed 0 only (skip the extra seeds)")
     s.add_argument("--no-stage", action="store_true", help="do not copy finished runs into checkpoints/")
     s.set_defaults(func=cmd_campaign)
+
+    s = sub.add_parser("data", help="prepare a downloaded data set: check its layout, record checksums, "
+                       "build the decoded cache",
+                       description="`prepare SOURCE ARCHIVE_OR_FOLDER` checks the layout of a downloaded data set "
+                       "(kermany, covid19, chexpert, brats), unpacks an archive (.zip, .tar, .tar.gz) into --out "
+                       "(default: the data root, $UPD_DATA_ROOT or ../shared/data), verifies or records sha256 "
+                       "checksums, builds the decoded cache for every split and prints how to use it. "
+                       "`sources` lists where to download each one.")
+    s.add_argument("action", choices=["prepare", "sources"])
+    s.add_argument("source", nargs="?", default="kermany", help="kermany, covid19, chexpert or brats (default kermany)")
+    s.add_argument("path", nargs="?", help="the downloaded archive or the folder it was unpacked into")
+    s.add_argument("--out", help="where to unpack an archive (default: <data root>/<source folder>, e.g. "
+                   "../shared/data/cxr-kermany)")
+    s.add_argument("--size", type=int, default=128, help="image size of the decoded cache (default 128)")
+    s.add_argument("--sha256", help="check the archive against this published sha256")
+    s.add_argument("--md5", help="check the archive against this published MD5 (e.g. from Synapse)")
+    s.add_argument("--no-checksums", action="store_true", help="do not hash the files (no manifest)")
+    s.add_argument("--no-cache", action="store_true", help="check only; do not build the decoded cache")
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_data)
+    _add_debug_flag(p)
     return p
 
 
 def main(argv: typing.Sequence[str] | None = None) -> int:
+    """Run a command; an expected error (UPDError, OSError: bad input, checkpoint, data, disk) is one
+    line on stderr and exit status 2, with the traceback only under --debug."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except UPDError as exc:  # ImageError, CheckpointError, DataError: a message, not a traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (UPDError, OSError) as exc:
+        if getattr(args, "debug", False):
+            raise
+        print(f"error: {' '.join(str(exc).split()) or type(exc).__name__}", file=sys.stderr)
         return 2

@@ -284,11 +284,15 @@ def render_domain_card(cfg: dict[str, Any], weights_bytes: int) -> str:
     return "".join(out)
 
 
+def card_text(cfg: dict[str, Any], ev: dict[str, Any] | None, weights_bytes: int) -> str:
+    """The card of a detector or of the domain classifier (its config names a `kind`)."""
+    return (render_domain_card(cfg, weights_bytes) if cfg.get("kind") == "domain-classifier"
+            else render_card(cfg, ev, weights_bytes))
+
+
 def write_card(ckpt_dir: Path) -> None:
     """Regenerate MODEL_CARD.md of a checkpoint folder from its config.json and evaluation.json."""
     ckpt_dir = Path(ckpt_dir)
     cfg = read_config(ckpt_dir)
     size = (ckpt_dir / WEIGHTS).stat().st_size if (ckpt_dir / WEIGHTS).exists() else 0
-    text = (render_domain_card(cfg, size) if cfg.get("kind") == "domain-classifier"
-            else render_card(cfg, read_evaluation(ckpt_dir), size))
-    write_atomic(ckpt_dir / CARD, text)
+    write_atomic(ckpt_dir / CARD, card_text(cfg, read_evaluation(ckpt_dir), size))

@@ -5,10 +5,20 @@ a resumed run continues exactly as an uninterrupted one); mini-batches from an i
 held-out images with early stopping; bf16 autocast and channels_last where they help; after every
 epoch the current and best weights and optimizer state are written atomically to
 `<out>/train_state/` (safetensors + JSON, no pickle), so `resume=True` continues an interrupted run.
+
+The state is committed by one atomic file: the tensors go to `state-<epoch>.safetensors`, then
+`state.json` (record, optimizer settings, run identity, and the name and sha256 of that tensors
+file) replaces the previous one, then older tensor files are deleted. A kill at any moment leaves
+a `state.json` that names complete tensors of the same epoch, so at most the current epoch is
+lost and no epoch is repeated or skipped. A resume restores the optimizers exactly as recorded
+(learning rate included) and refuses a run whose method, size, seed, batch size, number of
+training images or method config differ. The output folder is checked for writability (and
+space) before the first epoch, and temporary files of a killed run are removed at start.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import platform
 import random
@@ -20,15 +30,21 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from .checkpoint import load_state, save_checkpoint, save_tensors_atomic, write_json
+from .checkpoint import load_state, save_checkpoint
+from .checkpoint_files import ensure_writable, remove_stray_temps, tensors_bytes, write_atomic, write_json
 from .detector import Detector
 from .device import autocast_factory, resolve_device
-from .errors import UPDError
+from .errors import DataError, UPDError
 from .stopping import CONVERGED_KINDS, STOP_CAP, STOP_EARLY, STOP_MAX, STOP_TIME, is_converged, stop_label  # noqa: F401 (re-exported)
 
 STATE_DIR = "train_state"
+STATE_FILE = "state.json"  # the commit marker: record + the name and sha256 of its tensors file
+LEGACY_TENSORS = "state.safetensors"  # the tensors of a state written before state.json named them
+_RECORD_KEYS = {"epochs", "best_epoch", "best_val_loss", "bad_epochs", "seconds", "history"}
 
 
 @dataclass
@@ -49,7 +65,16 @@ class TrainConfig:
 
 
 class TrainingStateError(UPDError):
-    """A saved training state cannot be resumed with these settings."""
+    """A saved training state cannot be resumed (missing, corrupt, or other settings)."""
+
+
+class DivergedError(UPDError, FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+def has_state(out: str | Path) -> bool:
+    """True when `out` holds a committed training state that `resume=True` continues."""
+    return (Path(out) / STATE_DIR / STATE_FILE).is_file()
 
 
 def seed_everything(seed: int) -> None:
@@ -64,7 +89,7 @@ def _to_tensor(images: Any) -> torch.Tensor:
     if x.ndim == 3:
         x = x[:, None]
     if x.ndim != 4 or x.shape[1] != 1:
-        raise ValueError(f"training images must be (N,H,W) or (N,1,H,W), got {tuple(x.shape)}")
+        raise DataError(f"training images must be (N,H,W) or (N,1,H,W), got {tuple(x.shape)}")
     return x
 
 
@@ -109,29 +134,104 @@ def _run_identity(det: Detector, seed: int, batch_size: int, n_train: int) -> di
                                  default=str))
 
 
+def _state_bytes_needed(det: Detector) -> int:
+    """Disk space a run needs at its peak: two states (the committed one and the one being
+    written), each ~4x the weights (weights, best weights, two Adam moments), plus the old and the
+    new checkpoint."""
+    weights = sum(t.numel() * t.element_size() for t in det.state_dict().values()
+                  if not torch.nn.parameter.is_lazy(t))
+    return 10 * weights
+
+
+def _remove_uncommitted(folder: Path) -> None:
+    """Delete tensor files that the committed state.json does not name (a kill before the commit
+    or before the clean-up); nothing when state.json is unreadable (the user decides)."""
+    if not folder.is_dir():
+        return
+    try:
+        keep = json.loads((folder / STATE_FILE).read_text()).get("tensors", LEGACY_TENSORS)
+    except FileNotFoundError:
+        keep = None
+    except (OSError, ValueError, AttributeError):
+        return
+    for p in folder.glob("state*.safetensors"):
+        if p.name != keep:
+            p.unlink(missing_ok=True)
+
+
 def _save_state(out: Path, det: Detector, optimizers: dict, record: dict, best: dict, run: dict) -> None:
+    """Commit the state after an epoch: tensors first, then the marker naming them (see module doc)."""
     tensors, meta = _flatten_optimizers(optimizers)
     tensors.update({f"model/{k}": v for k, v in det.state_dict().items()})
     tensors.update({f"best/{k}": v for k, v in best.items()})
-    save_tensors_atomic(out / STATE_DIR / "state.safetensors", tensors)
-    write_json(out / STATE_DIR / "state.json", {"record": record, "optimizers": meta, "run": run})
+    payload = tensors_bytes(tensors)
+    folder, name = out / STATE_DIR, f"state-{record['epochs']:05d}.safetensors"
+    write_atomic(folder / name, payload)
+    write_json(folder / STATE_FILE, {"record": record, "optimizers": meta, "run": run, "tensors": name,
+                                     "sha256": hashlib.sha256(payload).hexdigest()})
+    _remove_uncommitted(folder)
 
 
-def _load_state(out: Path, det: Detector, optimizers: dict, run: dict) -> tuple[dict, dict]:
-    from safetensors.torch import load_file
+def _corrupt(folder: Path, why: str) -> TrainingStateError:
+    return TrainingStateError(f"--resume: the training state in {folder} is unusable ({why}); delete that "
+                              "folder, or train with --force instead of --resume to start afresh")
 
-    info = json.loads((out / STATE_DIR / "state.json").read_text())
-    saved = info.get("run")
+
+def _read_state(folder: Path) -> dict[str, Any]:
+    """state.json, checked for the keys a resume needs."""
+    try:
+        info = json.loads((folder / STATE_FILE).read_text())
+    except FileNotFoundError:
+        raise TrainingStateError(f"--resume: no training state in {folder.parent}") from None
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise _corrupt(folder, f"{STATE_FILE}: {exc}") from None
+    if not isinstance(info, dict) or not isinstance(info.get("record"), dict) \
+            or not isinstance(info.get("optimizers"), dict) or not _RECORD_KEYS <= set(info["record"]):
+        raise _corrupt(folder, f"{STATE_FILE} lacks the training record")
+    return info
+
+
+def _check_run(out: Path, saved: dict | None, run: dict) -> None:
     if saved is not None and saved != run:
         diff = sorted({k for k in set(saved) | set(run) if saved.get(k) != run.get(k)} - {"config"} |
                       {f"config.{k}" for k in set(saved.get("config", {})) | set(run.get("config", {}))
                        if saved.get("config", {}).get(k) != run.get("config", {}).get(k)})
         raise TrainingStateError(f"--resume: the saved run in {out} differs in {', '.join(diff)}; resume "
-                                 f"with the same settings, or delete {out / STATE_DIR} to start afresh")
-    tensors = load_file(str(out / STATE_DIR / "state.safetensors"))
-    load_state(det, {k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
-    _restore_optimizers(optimizers, {k: v for k, v in tensors.items() if k.startswith("opt/")},
-                        info["optimizers"])
+                                 f"with the same settings, or train with --force instead of --resume to "
+                                 "start afresh")
+
+
+def check_resume(out: str | Path, det: Detector, seed: int) -> None:
+    """Refuse, before any data is decoded, a resume of `out` whose state is unreadable or whose
+    method, image size, seed or method config differ (fit checks the rest: batch size, data)."""
+    out = Path(out)
+    info = _read_state(out / STATE_DIR)
+    saved = info.get("run")
+    if saved is not None:
+        mine = _run_identity(det, seed, saved.get("batch_size"), saved.get("n_train"))
+        _check_run(out, saved, mine)
+
+
+def _load_state(out: Path, det: Detector, optimizers: dict, run: dict) -> tuple[dict, dict]:
+    folder = out / STATE_DIR
+    info = _read_state(folder)
+    _check_run(out, info.get("run"), run)
+    name = info.get("tensors", LEGACY_TENSORS)
+    path = folder / str(name)
+    try:
+        if "sha256" in info and hashlib.sha256(path.read_bytes()).hexdigest() != info["sha256"]:
+            raise _corrupt(folder, f"{name} does not match the sha256 in {STATE_FILE}")
+        tensors = load_file(str(path))
+    except FileNotFoundError:
+        raise _corrupt(folder, f"{name} is missing") from None
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _corrupt(folder, f"{name}: {exc}") from None
+    try:
+        load_state(det, {k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
+        _restore_optimizers(optimizers, {k: v for k, v in tensors.items() if k.startswith("opt/")},
+                            info["optimizers"])
+    except (RuntimeError, KeyError, ValueError, IndexError, TypeError) as exc:
+        raise _corrupt(folder, f"it does not fit this model ({str(exc).splitlines()[0]})") from None
     best = {k[5:]: v for k, v in tensors.items() if k.startswith("best/")}
     return info["record"], best
 
@@ -155,7 +255,13 @@ def fit(det: Detector, train_images: Any, val_images: Any, out_dir: str | Path, 
     device = resolve_device(tc.device)
     x_train, x_val = _to_tensor(train_images), _to_tensor(val_images)
     if len(x_train) < 2 or len(x_val) < 1:
-        raise ValueError("training needs at least 2 training images and 1 validation image")
+        raise DataError("training needs at least 2 training images and 1 validation image")
+    for folder in (out, out / STATE_DIR):  # what a killed run left half-written
+        remove_stray_temps(folder)
+    _remove_uncommitted(out / STATE_DIR)
+    ensure_writable(out, _state_bytes_needed(det))  # fail now, not after the first epoch
+    if not resume:  # starting afresh: an older state must not outlive (or be mixed with) this run's
+        shutil.rmtree(out / STATE_DIR, ignore_errors=True)
     det.to(device)
     fmt = torch.channels_last if tc.channels_last else torch.contiguous_format
     det.to(memory_format=fmt)
@@ -166,7 +272,7 @@ def fit(det: Detector, train_images: Any, val_images: Any, out_dir: str | Path, 
     best: dict[str, torch.Tensor] = {}
     batch_size = min(batch_size, len(x_train))
     run = _run_identity(det, tc.seed, batch_size, len(x_train))
-    if resume and (out / STATE_DIR / "state.json").exists():
+    if resume and has_state(out):
         record, best = _load_state(out, det, optimizers, run)
         det.to(device)
     start = record["epochs"]
@@ -188,8 +294,8 @@ def fit(det: Detector, train_images: Any, val_images: Any, out_dir: str | Path, 
             xb = x_train[perm[b * batch_size:(b + 1) * batch_size]].to(device).contiguous(memory_format=fmt)
             losses = det.training_step(xb, epoch, optimizers, amp)
             if not np.isfinite(losses["loss"]):
-                raise FloatingPointError(f"{det.method}: training loss became {losses['loss']} at epoch "
-                                         f"{epoch + 1}; lower the learning rate or disable amp")
+                raise DivergedError(f"{det.method}: training loss became {losses['loss']} at epoch "
+                                    f"{epoch + 1}; lower the learning rate or disable amp")
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
             bar.set_postfix(loss=f"{losses['loss']:.4g}")
@@ -236,6 +342,6 @@ def fit(det: Detector, train_images: Any, val_images: Any, out_dir: str | Path, 
     record["images_per_second"] = round(record["n_train"] * record["epochs"] / max(record["seconds"], 1e-9), 1)
     record.pop("bad_epochs", None)
     record["selection_start_epoch"] = det.selection_start_epoch()
-    save_checkpoint(det, out, checkpoint_id=checkpoint_id, dataset=dataset, training=record)
+    save_checkpoint(det, out, checkpoint_id=checkpoint_id, dataset=dataset, training=record, keep_evaluation=False)
     shutil.rmtree(out / STATE_DIR, ignore_errors=True)
     return record
