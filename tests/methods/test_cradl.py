@@ -86,6 +86,23 @@ def test_heatmap_finite_shaped_and_localises_a_lesion(trained: CRADL) -> None:
     assert pl.score.mean() > pc.score.mean()  # and the representation becomes less likely
 
 
+def test_map_is_the_abs_input_gradient_of_the_nll_post_processed(trained: CRADL) -> None:
+    """The map of [C Tab. 9, Sec. 4.5] and of the authors' code: |d NLL(f(x)) / d x| with the
+    encoder in eval mode (each image's map is independent of the rest of the batch), then 5x5
+    median pooling and Gaussian smoothing; no autocast on the gradient."""
+    from upd_core import scoring
+
+    x = smooth_images(4, SIZE, seed=21)
+    t = torch.as_tensor(x)[:, None].requires_grad_(True)
+    trained.eval()
+    nll = trained.densities.nll(trained.encode(t).float(), trained.density)
+    (g,) = torch.autograd.grad(nll.sum(), t)
+    want = scoring.postprocess(g.abs()[:, 0], trained.config.median_size, trained.config.gauss_sigma).numpy()
+    np.testing.assert_allclose(trained.predict(x).anomaly_map, want, rtol=1e-4, atol=1e-6 * float(want.max()))
+    alone = trained.predict(x[:1]).anomaly_map  # batch statistics would make it depend on the batch
+    np.testing.assert_allclose(alone[0], want[0], rtol=1e-4, atol=1e-6 * float(want.max()))
+
+
 def test_density_choice_scores_and_percentiles(trained: CRADL) -> None:
     x = smooth_images(8, SIZE, seed=3)
     scores = trained.score_all(x)
