@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import upd_core  # noqa: E402
-from upd_core.app import analysis, cells, views  # noqa: E402
+from upd_core.app import analysis, cells, selection, views  # noqa: E402
 
 
 def test_png(seed: int = 0) -> bytes:
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no checkpoints found; train some or set UPD_CHECKPOINTS", file=sys.stderr)
         return 1
     single = [v.id for v in found if not v.needs_grad]
-    default = views.default_selection(found, 99)
+    default = selection.page_default(found, "upload")  # what the Upload page selects by default
     res: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                              "torch_threads": __import__("torch").get_num_threads(), "device": views.device_summary()},
                  "upload_page_default": core_upload(default, args.repeats),

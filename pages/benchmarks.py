@@ -5,7 +5,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages._common import page_start
+from pages._common import page_start, show_table
 from upd_core.app import benchmarks
 
 found = page_start(
@@ -16,10 +16,6 @@ found = page_start(
     "it beats them. Click a column header to sort.")
 st.info(benchmarks.REGIME)
 
-NUM = {c: st.column_config.NumberColumn(format="%.3f") for c in
-       ("AUROC", "AP", "FPR95", "FPR99", "SSIM (healthy)", "pixel AP", "best Dice", "auroc", "ap", "fpr95", "fpr99",
-        "ssim")}
-MEASURED = {k: v for k, v in NUM.items() if k not in ("AUROC", "AP")}  # shown as "value [95 % CI]" text
 evals = benchmarks.load_evaluations()
 tables = benchmarks.benchmark_rows(evals)
 if not tables:
@@ -29,8 +25,7 @@ for split, rows in tables.items():
     df = pd.DataFrame(benchmarks.display_rows(rows))
     df.insert(0, "row", df.pop("kind"))
     df = df.dropna(axis=1, how="all")
-    st.dataframe(df, hide_index=True, width="stretch", column_config=MEASURED, key=f"bench_{split}",
-                 height=35 * (len(df) + 1) + 3)
+    show_table(df, key=f"bench_{split}", height=35 * (len(df) + 1) + 3)
     beat = benchmarks.floor_summary(rows)
     if beat is not None:
         n_beat, n_methods, floor = beat
@@ -79,4 +74,4 @@ else:
         with st.expander(source, expanded=True):
             st.caption(f"Selection regime: {benchmarks.reported_regime(str(source))}.")
             part = part.drop(columns=["source", "regime"]).dropna(axis=1, how="all")
-            st.dataframe(part, hide_index=True, width="stretch", column_config=NUM, height=35 * (len(part) + 1) + 3)
+            show_table(part, height=35 * (len(part) + 1) + 3)

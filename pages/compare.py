@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages._common import detector, image_picker, ood_banner, page_start, pick_checkpoints, show_grid
-from upd_core.app import analysis, cells, views
+from upd_core.app import analysis, cells, formatting
 
 found = page_start(
     "Compare methods on one image",
@@ -17,10 +17,13 @@ left, right = st.columns([1, 2])
 with left:
     image, source = image_picker("compare", sources=("Dataset folder", "Demo set", "Upload"))
 with right:
-    chosen = pick_checkpoints("compare_ckpts", found, default=views.default_selection(found, 6))
-    shared = st.toggle("Same colour scale for all residual maps", value=True, key="compare_shared",
-                       help="Residuals are intensity differences, so one scale makes methods comparable: "
-                            "a method that copies its input shows almost nothing.")
+    chosen = pick_checkpoints("compare_ckpts", found, page="compare")
+    a, b = st.columns(2)
+    shared = a.toggle("Same colour scale for all residual maps", value=True, key="compare_shared",
+                      help="Residuals are intensity differences, so one scale makes methods comparable: "
+                           "a method that copies its input shows almost nothing.")
+    large = b.toggle("Large pictures", value=False, key="compare_large",
+                     help="Each method's pictures three to a line instead of all in one row.")
 
 if image is None:
     st.info("Choose an image to start.")
@@ -35,8 +38,9 @@ results = analysis.run_checkpoints(image, chosen, detector,
 bar.empty()
 ood_banner(analysis.ood_check(results, analysis.domain_probability(image)))
 grid = cells.result_grid(image, results, cells.COMPARE_COLUMNS, shared_residual_scale=shared)
-show_grid(grid, key="compare")
+show_grid(grid, key="compare", large=large)
 if grid.residual_vmax:
-    st.caption(f"Residual maps share one colour scale (0 … {grid.residual_vmax:.3f}); heatmaps are scaled per "
-               "method, because methods' maps have different units.")
-st.caption(f"Source: {source}. Images are shown at the model size (128 × 128).")
+    st.caption(f"Residual maps share one colour scale (0 … {formatting.sig3(grid.residual_vmax)}); heatmaps are "
+               "scaled per method, because methods' maps have different units (each colour bar gives its unit).")
+st.caption(f"Source: {source}. Images are shown at the model size (128 × 128); hover a picture and use its "
+           "fullscreen button to enlarge it.")

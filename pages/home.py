@@ -1,23 +1,20 @@
 """Home: what the app shows and why, available checkpoints, device, data sources and licences."""
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 import upd_core
-from pages._common import PAGES, demo_items, no_checkpoints_message, page_start
+from pages._common import PAGES, demo_items, no_checkpoints_message, page_start, show_table
 from upd_core.app import analysis, folders, views
 from upd_core.checkpoint import checkpoints_root
 from upd_core.model_card import SOURCES
 
-planned = "; ".join(f"{', '.join(titles)} ({paper})" for paper, titles in views.planned_methods().items())
 found = page_start(
     "UPD explorer",
     "**Unsupervised pathology detection, compared and explained.** Every method here was trained on "
-    "*normal* images only and flags what does not fit: auto-encoders, MorphAEus (global prior + "
-    "deformation) and the other methods of the MorphAEus paper, CRADL with the VAE / ceVAE scorings it "
-    "compares, PII and FPI." + (f" Planned, not implemented yet: {planned}." if planned else ""),
-    need_checkpoints=False)
+    "*normal* images only and flags what does not fit.", need_checkpoints=False)
+inventory = views.inventory(found)  # counted from the registry and the checkpoints (as the README's)
+st.markdown(views.inventory_text(inventory))
 
 st.info(
     "**The myth, in three sentences.** Auto-encoders trained on healthy images are assumed to fail on "
@@ -25,10 +22,12 @@ st.info(
     "included, or blur everything, so healthy detail lights up as much as disease. This app lets you "
     "see that for yourself, next to methods built to avoid it, and against trivial intensity floors.")
 
-c1, c2, c3 = st.columns(3)
-c1.metric("Checkpoints", len(found))
-c2.metric("Registered methods", len(upd_core.list_methods()))
-c3.metric("Device", views.device_summary())
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Checkpoints", inventory.checkpoints, help="Trained sets of weights in the checkpoint folder.")
+c2.metric("Scorings", inventory.scorings, help="Checkpoints counting each scoring variant `<checkpoint>@<variant>` "
+                                               "(e.g. CRADL's density heads) as its own entry, as the pages list them.")
+c3.metric("Registered methods", len(inventory.methods))
+c4.metric("Device", views.device_summary())
 
 st.subheader("Pages")
 for file, title, _, _, text in PAGES[1:]:
@@ -41,11 +40,9 @@ st.subheader("Available checkpoints")
 if not found:
     no_checkpoints_message()
 else:
-    st.dataframe(pd.DataFrame(views.checkpoint_table(found)), hide_index=True, width="stretch",
-                 column_config={"AUROC": st.column_config.NumberColumn(format="%.3f"),
-                                "AP": st.column_config.NumberColumn(format="%.3f"),
-                                "epochs": st.column_config.NumberColumn(format="%d")})
-    st.caption(f"Loaded from `{checkpoints_root()}`; weights are verified against their sha256 before use. "
+    show_table(views.checkpoint_table(found), key="home_checkpoints")
+    st.caption(f"Best measured AUROC first. Loaded from `{checkpoints_root()}`; weights are verified against their "
+               "sha256 before use. "
                "Models are loaded lazily, the first time a page needs them. *converged*: the paper's stopping "
                "rule ran to its end (early stopping or the maximum epochs); *not converged*: a time budget or "
                "a stated epoch cap stopped training first, so the checkpoint may understate its method.")

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
+from plotly.subplots import make_subplots
 
-from pages._common import detector, image_picker, page_start, pick_checkpoints, show_cell
-from upd_core.app import analysis, lesion_lab, views
+from pages._common import detector, image_picker, page_start, pick_checkpoints, show_cell, show_table
+from upd_core.app import analysis, formatting, lesion_lab
 
 found = page_start(
     "Lesion lab",
@@ -23,7 +25,7 @@ with left:
     image, source = image_picker("lesion", sources=("Dataset folder", "Demo set", "Upload"),
                                  prefer_domains=("brain-mri",))
 with right:
-    chosen = pick_checkpoints("lesion_ckpts", found, default=views.default_selection(found, 4))
+    chosen = pick_checkpoints("lesion_ckpts", found, page="lesion_lab")
     a, b, c = st.columns(3)
     size = a.slider("Size (radius, % of image side)", 2, 25, 8, key="lesion_size") / 100
     contrast = b.slider("Contrast (− darker, + brighter)", -0.6, 0.6, 0.3, 0.05, key="lesion_contrast")
@@ -69,8 +71,10 @@ for cid in chosen:
         with col:
             show_cell(cell)
     with cols[3]:
-        st.markdown(f"Score **{row.before.score:.4g} → {row.after.score:.4g}**  \n"
-                    f"{analysis.percentile_text(row.after.percentile)}  \nBest Dice of the map: **{row.dice:.3f}**")
+        st.markdown(f"Score **{formatting.sig3(row.before.score)} → {formatting.sig3(row.after.score)}**  \n"
+                    f"{analysis.percentile_text(row.after.percentile)}  \nBest Dice of the map: "
+                    f"**{formatting.sig3(row.dice)}**", help=f"**{row.after.units.score}.** {row.after.units.help}")
+        st.caption(row.after.units.score)
 st.caption("Both heatmaps of a method share one colour scale. Best Dice: the Dice of the map thresholded at its "
            "best threshold for this one lesion (an upper bound of what the map can localise).")
 
@@ -94,18 +98,31 @@ if stored and stored[0] == sweep_key:
     df = pd.DataFrame(stored[1])
     df["method"] = df["checkpoint"].map(titles)
     df["size (%)"] = (100 * df["size"]).round(0).astype(int)
-    fig = px.density_heatmap(df, x="size (%)", y="contrast", z="dice", facet_col="method", facet_col_wrap=3,
-                             histfunc="avg", color_continuous_scale="Viridis", range_color=(0, 1),
-                             nbinsx=len(sizes), nbinsy=len(contrasts), text_auto=".2f")
-    fig.update_layout(height=300 * ((df["method"].nunique() + 2) // 3), margin=dict(l=10, r=10, t=40, b=10),
-                      coloraxis_colorbar_title="Dice")
+    grids = lesion_lab.sweep_grids(stored[1])
+    ncol = min(3, len(grids))
+    nrow = (len(grids) + ncol - 1) // ncol
+    fig = make_subplots(rows=nrow, cols=ncol, subplot_titles=[titles.get(g.checkpoint, g.checkpoint) for g in grids],
+                        horizontal_spacing=0.08, vertical_spacing=0.22 / max(1, nrow))
+    for k, g in enumerate(grids):  # one cell per (size, contrast) that was run, its Dice printed in it
+        fig.add_trace(go.Heatmap(x=g.size_labels, y=g.contrast_labels, z=g.dice, text=g.text,
+                                 texttemplate="%{text}", zmin=0, zmax=1, colorscale="Viridis", coloraxis="coloraxis",
+                                 hovertemplate="size %{x}, contrast %{y}: Dice %{text}<extra></extra>"),
+                      row=k // ncol + 1, col=k % ncol + 1)
+    fig.update_xaxes(type="category")
+    fig.update_yaxes(type="category")
+    fig.update_xaxes(title_text="lesion radius (% of image side)", row=nrow)
+    fig.update_yaxes(title_text="contrast (− darker, + brighter)", col=1)
+    fig.update_layout(height=330 * nrow, margin=dict(l=10, r=10, t=40, b=10),
+                      coloraxis=dict(colorscale="Viridis", cmin=0, cmax=1, colorbar_title="best Dice"))
     st.plotly_chart(fig, key="sweep_fig")
+    st.caption("One cell per lesion setting that was run, nothing averaged or re-binned; the number in each cell "
+               "is the best Dice of the method's map for that lesion (as in the UPD study's Fig. 2, which plots "
+               "Dice over lesion size and intensity).")
     fig2 = px.scatter(df, x="lesion_area", y="dice", color="method", symbol="contrast" if len(contrasts) <= 6 else None,
                       labels={"lesion_area": "lesion area (fraction of the image)", "dice": "best Dice"},
                       title="Dice vs lesion area (one point per lesion)")
     fig2.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10))
     st.plotly_chart(fig2, key="sweep_scatter")
-    st.dataframe(df[["method", "size (%)", "contrast", "lesion_area", "dice", "score", "percentile"]],
-                 hide_index=True, width="stretch")
+    show_table(df[["method", "size (%)", "contrast", "lesion_area", "dice", "score", "percentile"]], key="sweep_table")
 elif sizes and contrasts:
     st.caption("Press *Run the sweep* to compute it for the current image, methods and lesion settings.")

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._common import SIZE, demo_image, demo_items, detector, page_start, pick_checkpoints, show_cell
-from upd_core.app import cells, demo_set, folders, myth, views
+from pages._common import SIZE, demo_image, demo_items, detector, page_start, pick_checkpoints, show_cell, show_table
+from upd_core.app import cells, demo_set, folders, myth
 from upd_core.errors import DataError
 
 found = page_start(
@@ -52,7 +52,7 @@ def manifold_tab() -> None:
                 "A method that *learned the chest X-ray distribution* turns everything into a chest X-ray: "
                 "low Fréchet distance of its reconstructions to the training images and a high classifier "
                 "confidence that they are chest X-rays.")
-    chosen = pick_checkpoints("myth_ckpts", rec_views, default=views.default_selection(rec_views, 6))
+    chosen = pick_checkpoints("myth_ckpts", rec_views, page="myth")
     domains = sorted(groups)
     picked = st.multiselect("Other domains (embedded demo set)", domains, default=domains[:8], key="myth_domains")
     if "normal" not in chest:
@@ -91,9 +91,7 @@ def manifold_tab() -> None:
         st.caption("The domain classifier checkpoint (`checkpoints/domain-classifier`, made by "
                    "`scripts/train_domain.sh`) is absent, so only SSIM is shown.")
     table = pd.DataFrame(myth.manifold_summary(rows, chosen, titles, fd_label)).dropna(axis=1, how="all")
-    st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns
-                                if c not in ("method", "learned the distribution?")})
+    show_table(table, key="myth_summary")
     st.caption("High SSIM on other domains means the method *copies* inputs it has never seen: it did not learn "
                "what a chest X-ray is.")
     st.caption(f"{fd_label}: Fréchet distance between feature statistics of the reconstructions and of the chest "
@@ -103,7 +101,7 @@ def manifold_tab() -> None:
                "inputs, and classified as chest X-rays.")
     with st.expander("Per domain"):
         detail = pd.DataFrame(myth.manifold_detail(rows, titles, fd_label))
-        st.dataframe(detail.dropna(axis=1, how="all"), hide_index=True, width="stretch")
+        show_table(detail.dropna(axis=1, how="all"), key="myth_detail")
 
 
 def resolution_tab() -> None:

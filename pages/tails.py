@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages._common import SIZE, detector, folder_input, page_start, pick_checkpoints, show_cell
-from upd_core.app import demo_set, folders, tails, views
+from upd_core.app import demo_set, folders, tails
 from upd_core.errors import DataError
 
 found = page_start(
@@ -49,7 +49,7 @@ with c1:
     except (DataError, ValueError, OSError) as exc:
         st.warning(f"This dataset cannot be used: {exc}")
 with c2:
-    chosen = pick_checkpoints("tails_ckpts", found, default=views.default_selection(found, 4))
+    chosen = pick_checkpoints("tails_ckpts", found, page="tails")
 
 if data is None:
     st.info("Choose a labelled dataset to start.")

@@ -1,19 +1,23 @@
 #!/usr/bin/env python3
-"""Regenerate the results table and the campaign table in README.md from checkpoints/.
+"""Regenerate the results table, the campaign table and the inventory in README.md from checkpoints/.
 
 Nothing in the table is typed by hand: run `python scripts/results_table.py` after
 `python -m upd_core evaluate ...` and commit the README. `--check` exits 1 if the README is stale.
+The inventory (what is implemented, the counts of methods, checkpoints and scorings, what is only
+planned) is the text the app's Home page shows, from the same function (upd_core.app.views).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 CBEGIN, CEND = "<!-- campaign:begin -->", "<!-- campaign:end -->"
+IBEGIN, IEND = "<!-- inventory:begin -->", "<!-- inventory:end -->"
 
 
 def fmt(v) -> str:
@@ -90,6 +94,31 @@ def campaign_block() -> str:
             + campaign.format_status(campaign.status_rows("kermany", use_runs=False)) + "\n")
 
 
+def inventory_block(ckpt_root: Path) -> str:
+    """What exists and what is planned, with the counts, as the app's Home page states it."""
+    sys.path.insert(0, str(ROOT))
+    old = os.environ.get("UPD_CHECKPOINTS")
+    os.environ["UPD_CHECKPOINTS"] = str(ckpt_root)  # the shipped checkpoints, whatever the caller's setting
+    try:
+        from upd_core.app import views
+
+        return views.inventory_text(views.inventory()) + "\n"
+    finally:
+        if old is None:
+            os.environ.pop("UPD_CHECKPOINTS", None)
+        else:
+            os.environ["UPD_CHECKPOINTS"] = old
+
+
+def _replace_block(text: str, begin: str, end: str, body: str) -> str:
+    """`text` with what lies between the markers replaced by `body` (unchanged without the markers)."""
+    if begin not in text or end not in text:
+        return text
+    pre, rest = text.split(begin, 1)
+    _, post = rest.split(end, 1)
+    return pre + begin + "\n" + body + end + post
+
+
 def reading(ckpt_root: Path) -> str:
     """Generated sentences: who beats the intensity floors, and the MorphAEus paper's ordering vs ours."""
     sys.path.insert(0, str(ROOT))
@@ -140,6 +169,7 @@ def main() -> int:
         cpre, crest = new.split(CBEGIN, 1)
         _, cpost = crest.split(CEND, 1)
         new = cpre + CBEGIN + "\n" + campaign_block() + CEND + cpost
+    new = _replace_block(new, IBEGIN, IEND, inventory_block(ROOT / "checkpoints"))
     if args.check:
         return 0 if new == text else 1
     readme.write_text(new)

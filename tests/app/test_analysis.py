@@ -105,6 +105,18 @@ def test_run_checkpoints_fills_outputs(ckpts):
     doc = json.loads(analysis.results_json(results, "x.png", analysis.ood_check(results)))
     assert doc["results"][0]["checkpoint"] == "spatial-ae-tiny-32" and "out_of_distribution" in doc
     assert doc["input"] == "x.png" and "not a medical device" in doc["note"]
+    assert "|x − x̂|" in doc["results"][0]["score_unit"] and ae.title == "Spatial AE"  # one scoring: no [variant]
+    assert analysis.ood_heading("far") == "⚠️ Out of distribution." and analysis.ood_heading("ok") == ""
+
+
+def test_variant_results_are_titled_with_their_scoring():
+    from upd_core.registry import get_method
+
+    det = get_method("vae")(image_size=32)
+    assert analysis.result_title(det) == "VAE [rec]"
+    det.set_variant("kl-grad")
+    assert analysis.result_title(det) == "VAE [kl-grad]"
+    assert analysis.result_title(get_method("spatial-ae")(image_size=32)) == "Spatial AE"
 
 
 def test_percentile_text():

@@ -26,6 +26,10 @@ def test_cells_hold_what_is_shown():
     heat = cells.heatmap(np.clip(img, 0, 1), amap, download="h.png")
     np.testing.assert_array_equal(heat.image, overlay(np.clip(img, 0, 1), amap))
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(heat.png()))), heat.image)
+    assert heat.legend.vmax == pytest.approx(np.percentile(amap, 99.5)) and heat.legend.vmin == 0
+    assert heat.legend.unit == "anomaly map" and len(heat.legend.colors) > 2 and heat.legend.colors[0].startswith("#")
+    scaled = cells.colour_map(amap, vmax=2.0, unit="NLL")
+    assert scaled.legend.high == "2" and scaled.legend.unit == "NLL" and blank.legend is None
 
 
 def test_deformation_grid_shows_a_regular_grid_for_zero_field():
@@ -54,6 +58,10 @@ def test_compare_grid_has_a_cell_or_a_reason_for_every_output(ckpts):
         "heatmap_spatial-ae-tiny-32.png"
     assert all(c.image is not None for c in morph.cells)
     assert "px" in dict(zip(grid.columns, morph.cells))["deformation"].caption
+    legends = {c: cell.legend for c, cell in zip(grid.columns, morph.cells)}
+    assert "|x − x̂|" in legends["residual"].unit and legends["residual"].vmax == grid.residual_vmax
+    assert legends["heatmap"].unit == results[1].units.map and "pixels" in legends["deformation"].unit
+    assert legends["reconstruction"] is None
     assert missing.cells == [] and missing.result.error
     both = np.concatenate([results[0].residual.ravel(), results[1].residual.ravel()])
     assert grid.residual_vmax == pytest.approx(float(np.percentile(both, 99.5)))

@@ -19,6 +19,21 @@ def test_add_lesion_and_sweep(ckpts):
     assert len(rows) == 4 and all(0 <= r["dice"] <= 1 for r in rows)
     assert {(r["size"], r["contrast"]) for r in rows} == {(0.08, -0.3), (0.08, 0.3), (0.16, -0.3), (0.16, 0.3)}
     assert set(lesion_lab.lesion_shapes()) >= {"ellipse", "circle"}
+    (grid,) = lesion_lab.sweep_grids(rows)
+    assert grid.sizes == [0.08, 0.16] and grid.contrasts == [-0.3, 0.3] and grid.dice.shape == (2, 2)
+    by = {(r["contrast"], r["size"]): r["dice"] for r in rows}
+    assert grid.dice[0, 1] == by[(-0.3, 0.16)] and grid.dice[1, 0] == by[(0.3, 0.08)]
+
+
+def test_sweep_grid_is_exact_one_cell_per_setting():
+    rows = [{"checkpoint": c, "size": s, "contrast": k, "dice": d}
+            for c in ("a", "b") for s, k, d in ((0.03, -0.3, 0.1), (0.05, -0.3, 0.2), (0.03, 0.5, 0.3),
+                                               (0.05, 0.5, float("nan")), (0.2, 0.1, 0.9))]
+    a, b = lesion_lab.sweep_grids(rows)
+    assert a.checkpoint == "a" and b.checkpoint == "b"
+    assert a.size_labels == ["3 %", "5 %", "20 %"] and a.contrast_labels == ["-0.3", "+0.1", "+0.5"]
+    assert "0" not in a.contrast_labels  # no contrast row that was never run
+    assert a.text == [["0.10", "0.20", "–"], ["–", "–", "0.90"], ["0.30", "–", "–"]]
 
 
 def test_lesion_row_before_and_after(ckpts):
@@ -32,6 +47,8 @@ def test_lesion_row_before_and_after(ckpts):
     det = upd_core.load_detector("spatial-ae-tiny-32")
     row = lesion_lab.lesion_row(det, "spatial-ae-tiny-32", img, lesioned, mask)
     assert row.error is None and len(row.cells) == 3 and 0 <= row.dice <= 1
+    assert row.cells[0].legend.vmax == row.cells[1].legend.vmax  # both heatmaps on one colour scale
+    assert "|x − x̂|" in row.cells[1].legend.unit
     assert row.dice == lesion_lab.image_dice(mask, row.after.anomaly_map)
     assert row.before.score != row.after.score
     contour = row.cells[2]

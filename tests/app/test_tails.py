@@ -66,8 +66,8 @@ def test_tail_gallery_pairs_each_case_with_its_heatmap(ckpts):
     gallery = tails.tail_gallery(upd_core.load_detector("spatial-ae-tiny-32"), x, s, quantile=50)
     assert set(gallery) == {"normal", "abnormal"} and len(gallery["normal"]) == 4
     (img, heat), *_ = gallery["normal"]  # best normal case: the lowest score, image 0
-    assert img.caption == "best: score 0" and heat.caption == "25th pct of normal"
+    assert img.caption == "best: score 0" and heat.caption == "25th percentile of normal"
     np.testing.assert_array_equal(img.image, x[0])
     assert heat.image.shape == (32, 32, 3) and heat.image.dtype == np.uint8
     worst = gallery["abnormal"][2]
-    assert worst[0].caption == "worst: score 4" and worst[1].caption == "25th pct of abnormal"
+    assert worst[0].caption == "worst: score 4" and worst[1].caption == "25th percentile of abnormal"

@@ -7,14 +7,19 @@ import upd_core
 from upd_core.app import views
 
 
-def test_checkpoint_views_order_and_default_selection(ckpts):
+def test_checkpoint_views_best_auroc_first(ckpts):
     found = views.checkpoint_views()
-    assert [v.method for v in found] == ["spatial-ae", "morphaeus", "ae-latent-1"]
-    assert views.default_selection(found) == ["spatial-ae-tiny-32", "morphaeus-tiny-32"]
-    fake = [views.CheckpointView("ae-latent-1-x", "ae-latent-1", "t", "", (), False, {}, ""), *found]
-    assert "ae-latent-1-x" not in views.default_selection(fake)
+    assert {v.method for v in found} == {"spatial-ae", "morphaeus", "ae-latent-1"}
+    aurocs = [v.auroc for v in found]
+    assert aurocs == sorted(aurocs, reverse=True)  # the evaluation.json AUROC, best first
+    assert all(v.auroc == v.metrics["auroc"] for v in found)
+    assert {v.family for v in found} == {"autoencoders", "morphaeus"}
+    fake = [views.CheckpointView("x", "vae", "VAE", "", (), False, {}, ""),
+            views.CheckpointView("y", "vae", "VAE", "", (), False, {"auroc": 0.6}, ""),
+            views.CheckpointView("z", "dae", "DAE", "", (), False, {"auroc": 0.7}, "")]
+    assert [v.id for v in sorted(fake, key=views.auroc_order)] == ["z", "y", "x"]  # unevaluated last
     table = views.checkpoint_table(found)
-    assert table[0]["checkpoint"] == "spatial-ae-tiny-32" and table[0]["outputs"].startswith("score, anomaly map")
+    assert table[0]["checkpoint"] == found[0].id and table[0]["outputs"].startswith("score, anomaly map")
     conv = {r["checkpoint"]: (r["converged"], r["epochs"]) for r in table}
     assert conv["spatial-ae-tiny-32"] == ("converged (max epochs)", 1)
     assert conv["ae-latent-1-tiny-32"] == ("not converged (epoch cap)", 1)
@@ -62,3 +67,33 @@ def test_planned_methods_are_the_unregistered_ones():
     registered = set(upd_core.list_methods())
     assert not {mid for mid, title, _ in views.PLANNED if title in titles} & registered
     assert views.method_title("padim") == "padim" and views.method_title("morphaeus") == "MorphAEus"
+
+
+def test_variants_are_titled_with_their_scoring(tmp_path):
+    import shutil
+
+    from tests.app_fixtures import shared_checkpoints
+    from upd_core.checkpoint import CheckpointInfo
+
+    src = shared_checkpoints() / "spatial-ae-tiny-32"
+    folder = tmp_path / "ck"
+    shutil.copytree(src, folder)
+    ev = json.loads((folder / "evaluation.json").read_text())
+    ev["variant"] = "rec"
+    ev["variants"] = {"kl-grad": {"image": {"auroc": 0.99, "ap": 0.9}}}
+    (folder / "evaluation.json").write_text(json.dumps(ev))
+    found = views.checkpoint_views([CheckpointInfo("ck", "spatial-ae", "generated", folder, ev["image"])])
+    assert [(v.id, v.title, v.variant) for v in found] == [("ck@kl-grad", "Spatial AE [kl-grad]", "kl-grad"),
+                                                          ("ck", "Spatial AE [rec]", "rec")]
+    assert {v.weights for v in found} == {"ck"}
+    inv = views.inventory(found)
+    assert (inv.checkpoints, inv.scorings, inv.methods_with_checkpoints) == (1, 2, 1)
+    assert len(inv.methods) == len(upd_core.list_methods())
+
+
+def test_inventory_text_names_what_exists_and_what_is_planned():
+    inv = views.Inventory(("VAE", "CRADL"), 3, 5, 2, {"multi-contrast MRI paper": ["ADM", "DAGMM"]})
+    text = views.inventory_text(inv)
+    assert "2 registered methods (VAE · CRADL)" in text and "3 trained checkpoints of 2 of them" in text
+    assert "5 scorings" in text and text.endswith("**Planned, not implemented yet:** ADM, DAGMM (multi-contrast MRI paper).")
+    assert "Planned" not in views.inventory_text(views.Inventory(("VAE",), 1, 1, 1, {}))

@@ -14,6 +14,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from .units import GENERIC, Units, units_of
+
 
 @dataclass
 class MethodResult:
@@ -35,11 +37,13 @@ class MethodResult:
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     seconds: float = 0.0
     error: str | None = None
+    units: Units = GENERIC  # what the score and the map measure (upd_core.app.units)
 
     def summary(self) -> dict[str, Any]:
         """JSON-able numbers (no maps)."""
         return {"checkpoint": self.checkpoint, "method": self.method, "title": self.title,
                 "score": None if not np.isfinite(self.score) else float(self.score),
+                "score_unit": self.units.score, "anomaly_map_unit": self.units.map,
                 "percentile_vs_normal_validation": None if self.percentile is None else round(float(self.percentile), 2),
                 "robust_z_vs_normal_validation": None if self.robust_z is None else round(float(self.robust_z), 2),
                 "seconds": round(self.seconds, 3), "error": self.error}
@@ -69,16 +73,38 @@ def run_detector(det, image: np.ndarray, checkpoint_id: str = "") -> MethodResul
     scoring (`det.reference_scores()`, per `<checkpoint>@<variant>`); a scoring without them gets
     no z and `has_reference=False`.
     """
-    res = MethodResult(checkpoint_id or getattr(det, "checkpoint_id", det.method), det.method,
-                       type(det).title or det.method)
     t0 = time.perf_counter()
     try:
         pred = det.predict(np.asarray(image, dtype=np.float32)[None])
     except Exception as exc:  # shown as one line in the app, never a traceback
-        res.error = f"{type(exc).__name__}: {exc}"
+        res = MethodResult(checkpoint_id or getattr(det, "checkpoint_id", det.method), det.method, result_title(det),
+                           error=f"{type(exc).__name__}: {exc}")
         res.seconds = time.perf_counter() - t0
         return res
-    res.seconds = time.perf_counter() - t0
+    return result_from_prediction(det, image, pred, checkpoint_id, time.perf_counter() - t0)
+
+
+def result_title(det) -> str:
+    """The method's title, with its scoring when the checkpoint has several ("CRADL [gmm4]"), as
+    `views.checkpoint_views` titles it."""
+    title = type(det).title or det.method
+    try:
+        names = det.variant_names()
+        variant = det.variant
+    except Exception:  # a stand-in detector without variants
+        return title
+    return f"{title} [{variant}]" if variant and len(names) > 1 else title
+
+
+def result_from_prediction(det, image: np.ndarray, pred, checkpoint_id: str = "", seconds: float = 0.0) -> MethodResult:
+    """The `MethodResult` of one image's `Prediction` (the first of the batch); used by
+    `run_detector` and by the CLI's `predict`, so both compare with the same reference scores."""
+    res = MethodResult(checkpoint_id or getattr(det, "checkpoint_id", det.method), det.method, result_title(det),
+                       seconds=seconds)
+    try:
+        res.units = units_of(det)
+    except Exception:  # a stand-in detector: generic units
+        res.units = GENERIC
     res.score = float(pred.score[0])
     res.percentile = None if pred.percentile is None else float(pred.percentile[0])
     ref = det.reference_scores()
@@ -182,6 +208,14 @@ def ood_check(results: Sequence[MethodResult], domain_probability: float | None 
                                     f"device, crop or image type. Read the maps with care.{note}", details)
     return OODReport("ok", f"The image is within the range of the {training_data} the models were trained on.{note}",
                      details)
+
+
+OOD_HEADINGS = {"far": "⚠️ Out of distribution.", "unusual": "Unusual image.", "unknown": "", "ok": ""}
+
+
+def ood_heading(level: str) -> str:
+    """The bold first words of the app's out-of-distribution banner (also the CLI's warning)."""
+    return OOD_HEADINGS.get(level, "")
 
 
 def domain_probability(image: np.ndarray) -> float | None:

@@ -164,8 +164,8 @@ def benchmark_rows(evals: Sequence[dict[str, Any]] | None = None) -> dict[str, l
                     "kind": "floor", "method": f"floor: {name.replace('_', ' ')} ({fl.get('sign', '')})",
                     "checkpoint": "", "AUROC": fl.get("auroc")})
         img, rec, pix = ev.get("image") or {}, ev.get("reconstruction") or {}, ev.get("pixel") or {}
-        title = method_title(ev.get("method", "")) + (
-            f" [{ev['variant']}]" if ev.get("variant") and "@" in str(ev.get("id")) else "")
+        several = "@" in str(ev.get("id")) or bool(ev.get("variants"))  # rows of one model, titled by scoring
+        title = method_title(ev.get("method", "")) + (f" [{ev['variant']}]" if ev.get("variant") and several else "")
         ci, seeds = img.get("ci95") or {}, ev.get("over_seeds") or {}
         rows.append({"kind": "method", "method": title, "checkpoint": ev.get("id", ""),
                      "converged": ev.get("converged") or "not recorded",

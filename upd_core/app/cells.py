@@ -1,7 +1,9 @@
 """Finished cells: a picture (or the reason there is none) with its caption, ready to lay out.
 
 Pages and the Gradio demo show cells as they are. A heatmap cell holds the overlay that is
-shown, and its PNG download encodes that same array, so the overlay is computed once.
+shown, and its PNG download encodes that same array, so the overlay is computed once. Every map
+cell carries its `Legend` (colours, the values they stand for and the unit): the page draws it as
+a colour bar under the picture.
 `result_grid` builds the Compare and Upload grids from `MethodResult`s: one row per method, one
 cell per output; an output a method does not have becomes an empty cell that says why.
 """
@@ -12,9 +14,36 @@ from typing import Sequence
 
 import numpy as np
 
-from ..visualize import colorize, overlay, to_png
+from ..visualize import colorize, colormap_hex, map_scale, overlay, to_png
 from .analysis import MethodResult
+from .formatting import sig3
 from .views import missing_reason
+
+RESIDUAL_UNIT = "residual |x − x̂| (intensity, 0–1)"
+DISPLACEMENT_COLOURS = ["#0040ff", "#ff4000"]  # deformation_grid: blue = small, red = large
+
+
+@dataclass(frozen=True)
+class Legend:
+    """The colour bar of a map picture: colours from `vmin` to `vmax`, in `unit`."""
+
+    colors: tuple[str, ...]
+    vmin: float
+    vmax: float
+    unit: str
+    note: str = ""  # e.g. how an overlay shows low values
+
+    @property
+    def low(self) -> str:
+        return sig3(self.vmin)
+
+    @property
+    def high(self) -> str:
+        return sig3(self.vmax)
+
+
+def legend(cmap: str, vmax: float, unit: str, note: str = "", vmin: float = 0.0) -> Legend:
+    return Legend(tuple(colormap_hex(cmap)), float(vmin), float(vmax), unit, note)
 
 
 @dataclass(frozen=True, eq=False)
@@ -25,6 +54,7 @@ class Cell:
     caption: str = ""
     reason: str = ""  # why the cell is empty (the method has no such output, ...)
     download: str = ""  # file name under which the page offers the picture as PNG ('' = none)
+    legend: Legend | None = None  # the colour bar of a map picture
 
     def png(self) -> bytes:
         """The shown picture as PNG bytes (the picture itself is not recomputed)."""
@@ -44,14 +74,21 @@ def empty(reason: str) -> Cell:
     return Cell(reason=reason)
 
 
-def heatmap(image: np.ndarray, amap: np.ndarray, caption: str = "", download: str = "") -> Cell:
-    """The map blended over the grey image (each map on its own scale)."""
-    return Cell(overlay(image, amap), caption, download=download)
+OVERLAY_NOTE = "overlay: the lower the value, the fainter the colour"
 
 
-def colour_map(amap: np.ndarray, vmax: float | None = None, caption: str = "") -> Cell:
+def heatmap(image: np.ndarray, amap: np.ndarray, caption: str = "", download: str = "", unit: str = "",
+            vmax: float | None = None) -> Cell:
+    """The map blended over the grey image, scaled to `vmax` (default: its own 99.5th percentile)."""
+    top = map_scale(amap) if vmax is None else float(vmax)
+    return Cell(overlay(image, amap, vmax=top), caption, download=download,
+                legend=legend("jet", top, unit or "anomaly map", OVERLAY_NOTE))
+
+
+def colour_map(amap: np.ndarray, vmax: float | None = None, caption: str = "", unit: str = "") -> Cell:
     """A map in the inferno colours, scaled to `vmax` (default: its 99.5th percentile)."""
-    return Cell(colorize(amap, "inferno", vmax=vmax), caption)
+    top = map_scale(amap) if vmax is None else float(vmax)
+    return Cell(colorize(amap, "inferno", vmax=top), caption, legend=legend("inferno", top, unit or "anomaly map"))
 
 
 def deformation_grid(deformation: np.ndarray, spacing: int = 8, image: np.ndarray | None = None) -> np.ndarray:
@@ -105,15 +142,18 @@ def output_cell(image: np.ndarray, r: MethodResult, name: str, residual_vmax: fl
     if name == "deformation":
         if r.deformation is None:
             return empty(missing_reason(r.method, name))
-        return Cell(deformation_grid(r.deformation, image=image), deformation_stats(r.deformation))
+        mag = np.hypot(r.deformation[0], r.deformation[1])
+        return Cell(deformation_grid(r.deformation, image=image), deformation_stats(r.deformation),
+                    legend=Legend(tuple(DISPLACEMENT_COLOURS), 0.0, max(float(np.percentile(mag, 99)), 1e-6),
+                                  "displacement |u| (pixels)", "grid lines coloured by displacement"))
     if name == "residual":
         if r.residual is None:
             return empty(missing_reason(r.method, name))
-        return colour_map(r.residual, residual_vmax)
+        return colour_map(r.residual, residual_vmax, unit=RESIDUAL_UNIT)
     if name == "heatmap":
-        return heatmap(image, r.anomaly_map, download=f"heatmap_{r.checkpoint}.png")
+        return heatmap(image, r.anomaly_map, download=f"heatmap_{r.checkpoint}.png", unit=r.units.map)
     if name == "anomaly_map":
-        return colour_map(r.anomaly_map)
+        return colour_map(r.anomaly_map, unit=r.units.map)
     raise ValueError(f"unknown output {name!r}; choose one of {', '.join(COLUMN_TITLES)}")
 
 

@@ -2,7 +2,8 @@
 
 `add_lesion` paints it (upd_core.lesions), `lesion_row` gives each method's heatmaps before and
 after on one colour scale, its map against the lesion mask and the best Dice, and `lesion_sweep`
-repeats this over lesion size x contrast (UPD study, Fig. 2).
+repeats this over lesion size x contrast (UPD study, Fig. 2); `sweep_grids` lays the sweep out as
+one exact size x contrast grid per method, one cell per setting that was run (nothing re-binned).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from .analysis import MethodResult, run_detector
 from .cells import Cell, heatmap, picture
+from .formatting import MISSING
 
 
 def add_lesion(image: np.ndarray, *, size: float, contrast: float, shape: str = "ellipse",
@@ -84,8 +86,9 @@ def lesion_row(det, checkpoint_id: str, image: np.ndarray, lesioned: np.ndarray,
     contour = heatmap(np.zeros_like(mask), after.anomaly_map).image
     inside = mask > 0.5
     contour[inside] = (0.5 * contour[inside] + 0.5 * np.array([0, 255, 0])).astype(np.uint8)
-    cells = [heatmap(image, np.minimum(before.anomaly_map, vmax)),
-             heatmap(lesioned, np.minimum(after.anomaly_map, vmax)), Cell(contour, "map, lesion in green")]
+    unit = after.units.map
+    cells = [heatmap(image, before.anomaly_map, unit=unit, vmax=vmax),
+             heatmap(lesioned, after.anomaly_map, unit=unit, vmax=vmax), Cell(contour, "map, lesion in green")]
     dice = image_dice(mask, after.anomaly_map) if mask.any() else float("nan")
     return LesionRow(checkpoint_id, before, after, cells, dice)
 
@@ -117,3 +120,48 @@ def lesion_sweep(dets: dict[str, Any], image: np.ndarray, sizes: Sequence[float]
         if progress:
             progress((j + 1) / max(1, len(dets)))
     return rows
+
+
+@dataclass
+class SweepGrid:
+    """One method's sweep as an exact grid: `dice[i][j]` for contrasts[i] x sizes[j] (NaN = not run)."""
+
+    checkpoint: str
+    sizes: list[float]  # lesion radius, fraction of the image side, ascending (columns)
+    contrasts: list[float]  # signed lesion contrast, ascending (rows, darkest first)
+    dice: np.ndarray  # (len(contrasts), len(sizes))
+
+    @property
+    def size_labels(self) -> list[str]:
+        return [f"{100 * s:g} %" for s in self.sizes]
+
+    @property
+    def contrast_labels(self) -> list[str]:
+        return [f"{c:+g}" if c else "0" for c in self.contrasts]
+
+    @property
+    def text(self) -> list[list[str]]:
+        """The value printed in each cell (2 decimals; MISSING where the setting was not run)."""
+        return [[MISSING if not np.isfinite(v) else f"{v:.2f}" for v in row] for row in self.dice]
+
+
+def sweep_grids(rows: Sequence[dict[str, Any]]) -> list[SweepGrid]:
+    """The rows of `lesion_sweep` as one grid per checkpoint (in the rows' order): exactly the sizes
+    and contrasts that were run, each cell the Dice of that one setting (the mean only where a
+    setting was run more than once, e.g. on several images)."""
+    out = []
+    for cid in dict.fromkeys(r["checkpoint"] for r in rows):
+        mine = [r for r in rows if r["checkpoint"] == cid]
+        sizes = sorted({float(r["size"]) for r in mine})
+        contrasts = sorted({float(r["contrast"]) for r in mine})
+        total = np.zeros((len(contrasts), len(sizes)))
+        count = np.zeros_like(total)
+        for r in mine:
+            i, j = contrasts.index(float(r["contrast"])), sizes.index(float(r["size"]))
+            if r["dice"] is not None and np.isfinite(r["dice"]):
+                total[i, j] += r["dice"]
+                count[i, j] += 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dice = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+        out.append(SweepGrid(cid, sizes, contrasts, dice))
+    return out

@@ -15,6 +15,7 @@ import numpy as np
 from .analysis import run_detector
 from .cells import Cell, empty, picture
 from .demo_set import DemoItem
+from .formatting import sig3
 from .views import CheckpointView
 
 IN_DISTRIBUTION = "chest X-ray (in-distribution)"
@@ -155,7 +156,7 @@ def reconstruction_cell(det, checkpoint_id: str, image: np.ndarray) -> Cell:
     res = run_detector(det, image, checkpoint_id)
     if res.error:
         return empty(res.error)
-    return picture(res.reconstruction, f"score {res.score:.3g}")
+    return picture(res.reconstruction, f"score {sig3(res.score)}")
 
 
 def resolution_caption(series: Sequence[CheckpointView], morph: Sequence[CheckpointView]) -> str:

@@ -19,6 +19,8 @@ from ..checkpoint import WEIGHTS, list_checkpoints, sha256_file, split_variant
 from ..paths import REPO_ROOT
 from .cells import Cell, heatmap, picture
 from .folders import LabelledSet
+from .formatting import percentile_rank_text, sig3
+from .units import units_of
 
 
 def cache_dir() -> Path:
@@ -166,11 +168,12 @@ def tail_gallery(det, images: np.ndarray, s: ScoreSet,
     idx = sorted({i for c in cases.values() for i in c.values()})
     pred = det.predict(np.asarray(images)[idx])
     maps = {i: pred.anomaly_map[k] for k, i in enumerate(idx)}
+    unit = units_of(det).map
     out: dict[str, list[tuple[Cell, Cell]]] = {}
     for name, c in cases.items():
         same_class = s.scores[s.labels == (0 if name == "normal" else 1)]
-        out[name] = [(picture(images[i], f"{label}: score {s.scores[i]:.4g}"),
-                      heatmap(images[i], maps[i], f"{100.0 * float(np.mean(same_class <= s.scores[i])):.0f}th pct "
-                                                  f"of {name}"))
+        out[name] = [(picture(images[i], f"{label}: score {sig3(s.scores[i])}"),
+                      heatmap(images[i], maps[i], percentile_rank_text(100.0 * float(np.mean(same_class <= s.scores[i])),
+                                                                       name), unit=unit))
                      for label, i in c.items()]
     return out

@@ -1,11 +1,12 @@
-"""Checkpoints as the app lists them, their order and default selection, and the app's setting.
+"""Checkpoints as the app lists them, their order, and the app's setting.
 
 One `CheckpointView` per shipped checkpoint and per scoring variant (`<checkpoint>@<variant>`), so
 variants can be compared side by side like methods, each with how its training stopped
-("converged" / "not converged", read once from config.json); the training regime every page
-states; the reason a method lacks an output (shown in
-empty cells); the methods of the seed papers that are planned but not implemented; the inference
-device and the torch thread count for interactive use.
+("converged" / "not converged", read once from config.json), listed best measured AUROC first;
+the training regime every page states; the reason a method lacks an output (shown in empty
+cells); the methods of the seed papers that are planned but not implemented, and the counts of
+what exists (`inventory`, also behind the README's); the inference device and the torch thread
+count for interactive use. Default selections are in `selection`.
 """
 from __future__ import annotations
 
@@ -42,6 +43,19 @@ class CheckpointView:
     paper: str
     training: str = ""  # stop label of its training record, e.g. "not converged (time budget)"; "" if none
     epochs: int | None = None  # epochs trained, when recorded
+    family: str = ""  # the method's family module (upd_core/methods/<family>.py)
+    variant: str = ""  # its scoring variant ('' for a checkpoint with a single scoring)
+
+    @property
+    def auroc(self) -> float | None:
+        """The measured AUROC (evaluation.json, through the manifest), None when not evaluated."""
+        v = self.metrics.get("auroc")
+        return float(v) if isinstance(v, (int, float)) and v == v else None
+
+    @property
+    def weights(self) -> str:
+        """The checkpoint id without its '@variant' (all scorings of one set of weights share it)."""
+        return self.id.split("@", 1)[0]
 
     @property
     def converged(self) -> bool | None:
@@ -92,7 +106,12 @@ def read_evaluation(folder: Path) -> dict[str, Any]:
 
 
 def checkpoint_views(infos: Sequence[CheckpointInfo] | None = None) -> list[CheckpointView]:
-    """Checkpoints of registered methods, with titles and declared outputs (unknown methods skipped)."""
+    """Checkpoints of registered methods, with titles and declared outputs (unknown methods skipped),
+    best measured AUROC first (`auroc_order`).
+
+    A checkpoint with several scorings is listed once per scoring: "<id>" under its default scoring
+    and "<id>@<variant>" for each other one, each titled with its scoring ("CRADL [gmm1]", "CRADL
+    [gmm4]"), so that rows and options never share a title."""
     out = []
     for info in list_checkpoints() if infos is None else infos:
         try:
@@ -100,21 +119,35 @@ def checkpoint_views(infos: Sequence[CheckpointInfo] | None = None) -> list[Chec
         except ValueError:
             continue
         training, epochs = training_status(Path(info.path))
-        out.append(CheckpointView(info.id, info.method, cls.title or info.method, info.dataset, tuple(cls.outputs),
-                                  bool(cls.needs_grad), dict(info.metrics), cls.paper, training, epochs))
+        title, family = cls.title or info.method, cls.__module__.rsplit(".", 1)[-1]
+        ev = read_evaluation(Path(info.path))
+        variants = ev.get("variants") or {}
+        default = str(ev.get("variant") or "") if variants else ""
+        out.append(CheckpointView(info.id, info.method, f"{title} [{default}]" if default else title, info.dataset,
+                                  tuple(cls.outputs), bool(cls.needs_grad), dict(info.metrics), cls.paper, training,
+                                  epochs, family, default))
         # Scoring variants of the same weights (CRADL's density heads, ceVAE's scores, ...) as their
         # own entries "<id>@<variant>", so they can be compared side by side.
-        for name, var in (read_evaluation(Path(info.path)).get("variants") or {}).items():
+        for name, var in variants.items():
             # every shipped variant is a gradient-based scoring (KL- or NLL-gradient maps)
-            out.append(CheckpointView(f"{info.id}@{name}", info.method, f"{cls.title or info.method} [{name}]",
+            out.append(CheckpointView(f"{info.id}@{name}", info.method, f"{title} [{name}]",
                                       info.dataset, tuple(cls.outputs), True,
-                                      dict(var.get("image") or {}), cls.paper, training, epochs))
-    return sorted(out, key=lambda v: (method_rank(v.method), v.id))
+                                      dict(var.get("image") or {}), cls.paper, training, epochs, family, name))
+    return sorted(out, key=auroc_order)
 
 
-# Default selection and order of methods in the pages: the papers' main methods first, the
-# curse-of-resolution series (a teaching device) last. Planned ids are listed so that a method
-# takes its place as soon as it is registered.
+def auroc_order(v: CheckpointView) -> tuple[Any, ...]:
+    """Sort key: the best measured AUROC first, checkpoints without one last (then in PREFERRED order).
+
+    The AUROC is the one every page and the README show: evaluation.json's, read through the
+    manifest (`CheckpointInfo.metrics`) and, for a variant, from evaluation.json's `variants`."""
+    auroc = v.auroc
+    return (auroc is None, -(auroc or 0.0), method_rank(v.method), v.id)
+
+
+# Order of methods with equal (or no) AUROC: the papers' main methods first, the curse-of-resolution
+# series (a teaching device) last. Planned ids are listed so that a method takes its place as soon
+# as it is registered. Default selections: upd_core.app.selection.
 PREFERRED = ("spatial-ae", "dense-ae", "vae", "beta-vae", "aae", "soft-intro-vae", "dae", "morphaeus", "cradl",
              "pii", "fpi", "padim", "fae", "rd", "cflow-ad", "f-anogan", "r-vae", "cevae", "adm")
 
@@ -136,14 +169,6 @@ def method_rank(method: str) -> tuple[int, str]:
     return (len(PREFERRED) + (50 if method.startswith("ae-latent-") else 0)), method
 
 
-def default_selection(views: Sequence[CheckpointView], n: int = 6, single_pass_only: bool = True) -> list[str]:
-    """A sensible default set of checkpoints: main methods first, no curse-of-resolution AEs."""
-    pool = [v for v in views if not v.method.startswith("ae-latent-") and "@" not in v.id] or list(views)
-    if single_pass_only and any(not v.needs_grad for v in pool):
-        pool = [v for v in pool if not v.needs_grad]
-    return [v.id for v in sorted(pool, key=lambda v: method_rank(v.method))][:n]
-
-
 def method_title(method: str) -> str:
     """The registered title of a method id, or the id itself for methods not implemented here."""
     try:
@@ -160,6 +185,36 @@ def planned_methods() -> dict[str, list[str]]:
         if mid not in have:
             out.setdefault(paper, []).append(title)
     return out
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What exists, counted from the registry and the checkpoint folder (never typed by hand)."""
+
+    methods: tuple[str, ...]  # titles of the registered methods
+    checkpoints: int  # shipped sets of weights
+    scorings: int  # checkpoints and their scoring variants (<checkpoint>@<variant>)
+    methods_with_checkpoints: int
+    planned: dict[str, list[str]]
+
+
+def inventory(found: Sequence[CheckpointView] | None = None) -> Inventory:
+    """Counts of the methods, checkpoints and scorings that Home and the README state."""
+    found = checkpoint_views() if found is None else found
+    ids = list_methods()
+    return Inventory(tuple(method_title(m) for m in sorted(ids, key=method_rank)), len({v.weights for v in found}),
+                     len(found), len({v.method for v in found}), planned_methods())
+
+
+def inventory_text(inv: Inventory) -> str:
+    """Markdown: what is implemented (with the counts) and what is only planned."""
+    text = (f"**Implemented:** {len(inv.methods)} registered methods ({' · '.join(inv.methods)}); "
+            f"{inv.checkpoints} trained checkpoints of {inv.methods_with_checkpoints} of them, {inv.scorings} "
+            "scorings counting each `<checkpoint>@<variant>`.")
+    if inv.planned:
+        text += " **Planned, not implemented yet:** " + "; ".join(
+            f"{', '.join(titles)} ({paper})" for paper, titles in inv.planned.items()) + "."
+    return text
 
 
 def missing_reason(method: str, output: str) -> str:
