@@ -4,18 +4,19 @@ the layout of cells. UI only: every computation is a call into upd_core.app.
 from __future__ import annotations
 
 import hashlib
+import html
 import runpy
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import streamlit as st
 
 import upd_core
-from upd_core.app import analysis, demo_set, folders, views
+from upd_core.app import analysis, demo_set, folders, formatting, selection, uploads, views
 from upd_core.app.analysis import MethodResult, OODReport
-from upd_core.app.cells import Cell, ResultGrid
+from upd_core.app.cells import Cell, Legend, ResultGrid
 from upd_core.checkpoint import checkpoints_root
 from upd_core.errors import CheckpointError, DataError, ImageError
 
@@ -151,6 +152,12 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def upload_image(data: bytes, size: int = SIZE) -> np.ndarray:
+    """An uploaded image at model size, decoded once per content under the apps' size cap."""
+    return uploads.load_upload(data, size)
+
+
 # ---------------------------------------------------------------- inputs
 
 def no_checkpoints_message() -> None:
@@ -159,19 +166,48 @@ def no_checkpoints_message() -> None:
                "(see the README) or set UPD_CHECKPOINTS to a folder of checkpoints.")
 
 
+def _select(key: str, ids: list[str]) -> None:
+    """Button callback: set a multiselect's value (runs before the next script run)."""
+    st.session_state[key] = list(ids)
+
+
 def pick_checkpoints(key: str, found: list[views.CheckpointView], default: list[str] | None = None,
-                     label: str = "Methods (checkpoints)", help: str | None = None) -> list[str]:
-    """Multiselect of checkpoint ids, labelled with method titles ('⚠ not converged' where training did
-    not converge), and a caption naming the chosen checkpoints that did not converge."""
+                     label: str = "Methods (checkpoints)", help: str | None = None, page: str | None = None) -> list[str]:
+    """Multiselect of checkpoint ids, best measured AUROC first, labelled with method titles and their
+    AUROC ('⚠ not converged' where training did not converge), with 'All', 'Best N' and 'Defaults'
+    shortcuts, and a caption naming the chosen checkpoints that did not converge. The default
+    selection is the page's (`upd_core.app.selection.PAGE_DEFAULTS[page]`) unless `default` is given."""
     by_id = {v.id: v for v in found}
     ids = list(by_id)
-    dflt = [i for i in (default if default is not None else ids) if i in by_id]
+    if default is None:
+        default = selection.page_default(found, page) if page else ids
+    dflt = [i for i in default if i in by_id]
+    if key not in st.session_state:  # first visit: the default selection
+        st.session_state[key] = dflt
+    elif any(i not in by_id for i in st.session_state[key]):  # checkpoints that went away
+        st.session_state[key] = [i for i in st.session_state[key] if i in by_id]
     titles = [v.title for v in found]
-    fmt = {v.id: v.title + v.flag if titles.count(v.title) == 1 else v.label for v in found}
-    chosen = st.multiselect(label, ids, default=dflt, key=key, format_func=fmt.__getitem__,
+
+    def fmt(i: str) -> str:
+        v = by_id[i]
+        auc = "" if v.auroc is None else f" · AUROC {v.auroc:.3f}"
+        return (v.title if titles.count(v.title) == 1 else f"{v.title} ({v.id})") + auc + v.flag
+
+    chosen = st.multiselect(label, ids, key=key, format_func=fmt,
                             help=(help or "Each checkpoint is one trained method; its id is on the Home page.")
-                            + " ⚠ not converged: its training was stopped by a time budget or an epoch cap "
+                            + " Listed best first by the AUROC measured on its evaluation split (Benchmarks): "
+                              "an order for browsing, not a model selection (that would use the test labels). "
+                              "⚠ not converged: its training was stopped by a time budget or an epoch cap "
                               "before the paper's stopping rule ended it (Home lists how each one stopped).")
+    a, b, c, d = st.columns([2, 1, 2, 2], vertical_alignment="bottom")
+    n = int(b.number_input("N", 1, max(1, len(ids)), min(selection.BEST_N, max(1, len(ids))), key=f"{key}_n",
+                           label_visibility="collapsed", help="How many checkpoints 'Best N' selects."))
+    a.button(f"Best {n}", key=f"{key}_best", on_click=_select, args=(key, selection.best(found, n)), width="stretch",
+             help="The N highest AUROCs, one scoring per set of weights.")
+    c.button("All", key=f"{key}_all", on_click=_select, args=(key, selection.select_all(found)), width="stretch",
+             help="Select every checkpoint and scoring (slow on a CPU).")
+    d.button("Defaults", key=f"{key}_defaults", on_click=_select, args=(key, dflt), width="stretch",
+             help="The best few of each method family" + (" (and MorphAEus)" if page == "compare" else "") + ".")
     note = views.convergence_note([by_id[i] for i in chosen if i in by_id])
     if note:
         st.caption(note)
@@ -215,6 +251,8 @@ def image_picker(key: str, sources: tuple[str, ...] = ("Demo set", "Dataset fold
         by_id = {it.id: it for it in demo_set.picker_order(items, prefer_domains)}
         did = st.selectbox("Demo image", list(by_id), key=f"{key}_demo", format_func=lambda i: by_id[i].label)
         st.caption(f"Provenance: {by_id[did].provenance or 'package data'}")
+        if demo_set.chest_note(items):  # no synthetic (DRR) chest radiograph: say why
+            st.caption(demo_set.chest_note(items))
         try:
             return demo_image(did), f"demo:{did}"
         except (ImageError, OSError, ValueError) as exc:
@@ -249,7 +287,7 @@ def image_picker(key: str, sources: tuple[str, ...] = ("Demo set", "Dataset fold
     if up is None:
         return None, ""
     try:
-        return upd_core.load_image(up.getvalue(), size=SIZE), f"upload:{up.name}"
+        return upload_image(up.getvalue()), f"upload:{up.name}"
     except ImageError as exc:
         st.error(str(exc))
         return None, ""
@@ -262,12 +300,38 @@ def blank_cell(reason: str) -> None:
                 f"border-radius:6px;padding:0.4rem'>— {reason}</div>", unsafe_allow_html=True)
 
 
+def legend_bar(lg: Legend) -> None:
+    """A map picture's colour bar: its colours, the values at both ends and the unit."""
+    esc = html.escape
+    st.markdown(
+        f"<div title='{esc(lg.note)}' style='margin-top:-0.5rem;margin-bottom:0.4rem'>"
+        f"<div style='height:8px;border-radius:2px;background:linear-gradient(to right, {', '.join(lg.colors)})'></div>"
+        f"<div style='display:flex;justify-content:space-between;font-size:0.7rem;color:#555;line-height:1.2'>"
+        f"<span>{esc(lg.low)}</span><span>{esc(lg.high)}</span></div>"
+        f"<div style='font-size:0.7rem;color:#555;line-height:1.2'>{esc(lg.unit)}</div></div>",
+        unsafe_allow_html=True)
+
+
 def show_cell(cell: Cell) -> None:
-    """A cell's picture with its caption, or its reason in a dashed box."""
+    """A cell's picture with its caption and colour bar, or its reason in a dashed box. Hovering a
+    picture shows Streamlit's fullscreen button (click to enlarge)."""
     if cell.image is None:
         blank_cell(cell.reason)
     else:
         st.image(cell.image, caption=cell.caption or None, width="stretch")
+        if cell.legend is not None:
+            legend_bar(cell.legend)
+
+
+def show_table(rows: Any, key: str | None = None, height: int | None = None, **column_config: Any) -> None:
+    """A table with numbers to 3 decimals and '–' for missing values (sorting stays numeric)."""
+    import pandas as pd
+
+    df = (rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))).convert_dtypes()
+    kwargs: dict[str, Any] = {"height": height} if height else {}
+    st.dataframe(df.style.format(formatting.table_value, na_rep=formatting.MISSING), hide_index=True,
+                 width="stretch", key=key, column_config=column_config or None, placeholder=formatting.MISSING,
+                 **kwargs)
 
 
 def download_png(cell: Cell, key: str, help: str | None = None) -> None:
@@ -276,11 +340,12 @@ def download_png(cell: Cell, key: str, help: str | None = None) -> None:
 
 
 def score_block(res: MethodResult) -> None:
-    """Score, percentile and timing of one result."""
+    """Score (3 significant digits; its unit on the tooltip and below), percentile and timing of one result."""
     if res.error:
         st.error(res.error)
         return
-    st.metric("Score", f"{res.score:.3g}", help="The method's image score (higher = more abnormal).")
+    st.metric("Score", formatting.sig3(res.score), help=f"**{res.units.score}.** {res.units.help}")
+    st.caption(res.units.score)
     st.caption(analysis.percentile_text(res.percentile))
     if res.percentile is not None:
         st.progress(min(1.0, max(0.0, res.percentile / 100)))
@@ -288,10 +353,11 @@ def score_block(res: MethodResult) -> None:
 
 
 def ood_banner(report: OODReport) -> None:
+    heading = analysis.ood_heading(report.level).replace("⚠️ ", "")
     if report.level == "far":
-        st.error("⚠️ **Out of distribution.** " + report.message)
+        st.error(f"⚠️ **{heading}** " + report.message)
     elif report.level == "unusual":
-        st.warning("**Unusual image.** " + report.message)
+        st.warning(f"**{heading}** " + report.message)
     elif report.level == "unknown":
         st.info(report.message)
     else:
@@ -303,9 +369,26 @@ def method_heading(res: MethodResult) -> None:
                 unsafe_allow_html=True)
 
 
+def downloads(row: Any, key: str, full_size: Callable[[MethodResult], Callable[[], bytes]] | None = None) -> None:
+    """A row's download buttons: the heatmap as shown (PNG) and, with `full_size`, at the input's
+    own size with its colour bar (computed only when clicked)."""
+    r = row.result
+    for cell in row.cells:
+        if cell.download:
+            download_png(cell, f"{key}_dl_{r.checkpoint}", help="The heatmap overlay as shown (model size)")
+            if full_size is not None:
+                st.download_button("Full size", full_size(r), file_name=cell.download.replace(".png", "_full_size.png"),
+                                   mime="image/png", key=f"{key}_dlfull_{r.checkpoint}", icon="⬇️", on_click="ignore",
+                                   help="The heatmap at the uploaded image's own size, with its colour bar and unit")
+
+
 def show_grid(grid: ResultGrid, key: str, show_input: bool = True, download_column: bool = False,
-              widths: list[int] | None = None) -> None:
-    """One row per method: (the input,) one column per output cell, the score (, the PNG download)."""
+              widths: list[int] | None = None, large: bool = False,
+              full_size: Callable[[MethodResult], Callable[[], bytes]] | None = None) -> None:
+    """One row per method: (the input,) one column per output cell, the score (, the downloads).
+    `large`: the pictures of each method three to a line, much larger."""
+    if large:
+        return _show_grid_large(grid, key, show_input, download_column, full_size)
     headers = ["Input"] * show_input + grid.headers + ["Score"] + [""] * download_column
     spec = widths or len(headers)
     for c, h in zip(st.columns(spec), headers):
@@ -328,6 +411,28 @@ def show_grid(grid: ResultGrid, key: str, show_input: bool = True, download_colu
             score_block(r)
         if download_column:
             with cols[-1]:
-                for cell in row.cells:
-                    if cell.download:
-                        download_png(cell, f"{key}_dl_{r.checkpoint}", help="Heatmap overlay as PNG")
+                downloads(row, key, full_size)
+
+
+def _show_grid_large(grid: ResultGrid, key: str, show_input: bool, download_column: bool,
+                     full_size: Callable[[MethodResult], Callable[[], bytes]] | None, per_line: int = 3) -> None:
+    """`show_grid` with large pictures: each method's cells three to a line, titled, then its score."""
+    for row in grid.rows:
+        r = row.result
+        method_heading(r)
+        if r.error:
+            st.error(r.error)
+            continue
+        named = ([("Input", grid.input)] if show_input else []) + list(zip(grid.headers, row.cells))
+        for start in range(0, len(named), per_line):
+            for col, (title, cell) in zip(st.columns(per_line), named[start:start + per_line]):
+                with col:
+                    st.markdown(f"**{title}**")
+                    show_cell(cell)
+        a, b = st.columns([1, 2])
+        with a:
+            score_block(r)
+        if download_column:
+            with b:
+                downloads(row, key, full_size)
+        st.divider()

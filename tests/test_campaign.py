@@ -34,8 +34,11 @@ def test_run_trains_evaluates_stages_and_reports(world):
     shipped = tmp / "ckpts" / "spatial-ae-kermany-32"
     assert (shipped / "model.safetensors").exists() and (shipped / "evaluation.json").exists()
     assert not (shipped / "train_state").exists()
-    assert "ci95" in json.loads((shipped / "evaluation.json").read_text())["image"]
+    record = json.loads((shipped / "evaluation.json").read_text())
+    assert "ci95" in record["image"]
+    assert record["checkpoint"] == "spatial-ae-kermany-32"  # its shipped id, not the runs/ path
     assert (shipped / "seeds" / "seed1.json").exists()  # other seeds: their evaluation only
+    assert json.loads((shipped / "seeds" / "seed1.json").read_text())["checkpoint"] == "spatial-ae-kermany-32-seed1"
     assert not (tmp / "ckpts" / "spatial-ae-kermany-32-seed1").exists()
     assert "spatial-ae-kermany-32" in json.loads((tmp / "ckpts" / "manifest.json").read_text())["checkpoints"]
     rows = {r["checkpoint"]: r for r in campaign.status_rows(str(data))}

@@ -212,7 +212,7 @@ def stage(job: Job, checkpoints: Path | None = None) -> Path | None:
     if job.seed != 0:
         dest = dest_root / base / "seeds" / f"seed{job.seed}.json"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(job.out / "evaluation.json", dest)
+        _copy_evaluation(job.out / "evaluation.json", dest, job.id)
         return dest
     dest = dest_root / base  # replace its files; seed records staged earlier (seeds/) stay
     dest.mkdir(parents=True, exist_ok=True)
@@ -222,8 +222,18 @@ def stage(job: Job, checkpoints: Path | None = None) -> Path | None:
     for p in job.out.iterdir():
         if p.is_file() and not p.name.endswith((".tmp", ".log")):
             shutil.copy2(p, dest / p.name)
+    if (dest / "evaluation.json").exists():
+        _copy_evaluation(job.out / "evaluation.json", dest / "evaluation.json", base)
     refresh(dest)
     return dest
+
+
+def _copy_evaluation(src: Path, dest: Path, checkpoint_id: str) -> None:
+    """The evaluation record under the id it is shipped as: the run was evaluated by path (a
+    folder under runs/, possibly another worktree), which must not end up in checkpoints/."""
+    record = json.loads(src.read_text())
+    record["checkpoint"] = checkpoint_id
+    dest.write_text(json.dumps(record, indent=2) + "\n")
 
 
 def run(data: str = "kermany", only: list[str] | None = None, device: str | None = None,

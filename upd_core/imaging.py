@@ -1,9 +1,12 @@
 """Turn whatever a person uploads into a float32 image in [0, 1], or a clear refusal.
 
 Public API
-    load_image(src, size=128, *, slice_index=None, window=None, normalize="percentile")
+    load_image(src, size=128, *, slice_index=None, window=None, normalize="percentile",
+               max_bytes=None)
+    load_slices(src, size=128, *, indices=None, window=None, normalize="percentile",
+                max_bytes=None)
     load_volume(src, *, max_voxels=MAX_VOXELS, window=None, normalize="percentile")
-    image_info(src, *, slice_index=None)
+    image_info(src, *, slice_index=None, max_bytes=None)
 
 `src` may be a path (str / os.PathLike), bytes / bytearray / memoryview, a binary file object
 (e.g. a Streamlit upload), a numpy array or a PIL image. A folder path is read as a DICOM series.
@@ -38,6 +41,10 @@ Decisions (documented contract)
   volumes <= 128 Mi voxels by default (MAX_VOXELS, i.e. 512 MiB as float32). Pillow's own
   decompression-bomb check stays active; our stricter MAX_PIXELS check runs on the header
   size before decoding, so Image.MAX_IMAGE_PIXELS (process-global) is not modified.
+  `max_bytes` lowers the decoded-size limit for one call (the apps pass theirs, see
+  upd_core.app.uploads): the bytes a decode holds (the inflated / stored data of a NIfTI
+  volume, a 2D plane counted as float32, 4 bytes a pixel) are checked against it from the
+  header, before anything is inflated or decoded.
   ImageFile.LOAD_TRUNCATED_IMAGES must stay False (its default) for truncation to be detected.
 * DICOM: modality LUT (Rescale Slope/Intercept or Modality LUT Sequence, also from enhanced
   multi-frame functional groups), then the first VOI window (LINEAR, LINEAR_EXACT or SIGMOID),
@@ -57,8 +64,10 @@ Decisions (documented contract)
 """
 from __future__ import annotations
 
+import contextvars
 import io
 import math
+import mmap
 import os
 import stat
 import struct
@@ -66,14 +75,14 @@ import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Union
+from typing import Any, BinaryIO, Callable, Iterator, Union
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import ImageError
 
-__all__ = ["load_image", "load_volume", "image_info", "ImageError", "ImageSource",
+__all__ = ["load_image", "load_slices", "load_volume", "image_info", "ImageError", "ImageSource",
            "MAX_INPUT_BYTES", "MAX_DECOMPRESSED_BYTES", "MAX_PIXELS", "MAX_VOXELS",
            "MIN_SIDE", "MAX_ASPECT"]
 
@@ -89,6 +98,7 @@ MAX_ASPECT = 20.0
 MAX_OUTPUT_SIZE = 8192
 MAX_SERIES_FILES = 4096
 _PERCENTILES = (0.5, 99.5)
+_BYTES_CAP: contextvars.ContextVar[int | None] = contextvars.ContextVar("upd_bytes_cap", default=None)
 _SAMPLE = 2**20
 
 HINT = "Please upload a PNG, JPEG, TIFF, BMP, DICOM or NIfTI file."
@@ -184,6 +194,32 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:.0f} MB"
 
 
+@contextmanager
+def _bytes_cap(max_bytes: int | None) -> Iterator[None]:
+    """Apply a caller's lower decoded-size limit (`max_bytes`) for the duration of one call."""
+    if max_bytes is None:
+        yield
+        return
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 1:
+        raise ImageError("The decoded-size limit must be a positive whole number of bytes.")
+    token = _BYTES_CAP.set(int(max_bytes))
+    try:
+        yield
+    finally:
+        _BYTES_CAP.reset(token)
+
+
+def _check_decoded(nbytes: int, what: str) -> None:
+    """Refuse a decode that would hold more than the caller's `max_bytes` (if one is set)."""
+    cap = _BYTES_CAP.get()
+    if cap is not None and nbytes > cap:
+        def mb(n: int) -> str:
+            return _mib(n) if n >= 10 * 2**20 else f"{n / 2**20:.2g} MB"
+        raise ImageError(f"The {what} is too large to open here: decoding it needs {mb(nbytes)}, "
+                         f"and this application opens at most {mb(cap)} per image. Please upload "
+                         "a smaller image (the command-line tools accept larger ones).")
+
+
 def _check_size(size: int | None) -> int | None:
     if size is None:
         return None
@@ -224,6 +260,7 @@ def _check_plane(h: int, w: int) -> None:
         raise ImageError(f"The image is too large ({w} x {h} pixels, {h * w / 1e6:.0f} "
                          f"megapixels); the limit is {MAX_PIXELS / 1e6:.0f} megapixels. "
                          "Please upload a smaller version.")
+    _check_decoded(h * w * 4, "image")
 
 
 def _luminance(rgb: np.ndarray) -> np.ndarray:
@@ -575,8 +612,10 @@ def _decode_pil(im: Image.Image, kind: str, slice_index: int | None,
             raise _slice_error(slice_index, n_frames)
         im.seek(slice_index)
         _check_plane(im.size[1], im.size[0])
+    drafted = False
     if size is not None and im.format in ("JPEG", "MPO") and im.mode in ("L", "RGB"):
         im.draft(im.mode, (2 * size, 2 * size))  # DCT-domain downscale: fast, antialiased
+        drafted = im.size != (w, h)
     if verify_load:
         try:
             im.load()
@@ -586,8 +625,10 @@ def _decode_pil(im: Image.Image, kind: str, slice_index: int | None,
         except Exception as exc:  # noqa: BLE001
             raise ImageError(f"This {label} file is damaged or incomplete and cannot be read "
                              f"(it may have been cut off during upload). {HINT}") from exc
-    info = {"format": im.format or label, "mode": im.mode, "shape": (h, w)}
+    info: dict[str, Any] = {"format": im.format or label, "mode": im.mode, "shape": (h, w)}
     try:
+        if drafted:  # the plane shape a full decode has (image_info), EXIF rotation included
+            info["_plane"] = (w, h) if im.getexif().get(0x0112) in (5, 6, 7, 8) else (h, w)
         ImageOps.exif_transpose(im, in_place=True)
     except Exception:  # noqa: BLE001 - broken EXIF: keep the stored orientation
         pass
@@ -739,17 +780,21 @@ def _dicom_frame(ds: Any, frame: int, frames: int) -> _Decoded:
                     invert=pi == "MONOCHROME1")
 
 
-def _decode_dicom(data: bytes, raw: bool, slice_index: int | None) -> _Decoded:
+def _dicom_reader(data: bytes, raw: bool) -> Callable[[int | None], _Decoded]:
+    """Parse a DICOM file once; the function returned decodes one frame (None: the middle one)."""
     ds = _dicom_dataset(data, raw)
     rows, cols, _, frames = _dicom_geometry(ds)
-    k = frames // 2 if slice_index is None else slice_index
-    if not 0 <= k < frames:
-        raise _slice_error(k, frames)
-    dec = _dicom_frame(ds, k, frames)
-    dec.info = {"format": "DICOM", "shape": (rows, cols), "n_slices": frames, "slice_index": k,
-                "modality": str(ds.get("Modality", "") or ""),
-                "photometric": str(ds.get("PhotometricInterpretation", "") or "")}
-    return dec
+
+    def frame(slice_index: int | None) -> _Decoded:
+        k = frames // 2 if slice_index is None else slice_index
+        if not 0 <= k < frames:
+            raise _slice_error(k, frames)
+        dec = _dicom_frame(ds, k, frames)
+        dec.info = {"format": "DICOM", "shape": (rows, cols), "n_slices": frames, "slice_index": k,
+                    "modality": str(ds.get("Modality", "") or ""),
+                    "photometric": str(ds.get("PhotometricInterpretation", "") or "")}
+        return dec
+    return frame
 
 
 def _dicom_multiframe_volume(data: bytes, raw: bool, max_voxels: int) -> _Decoded:
@@ -847,13 +892,18 @@ def _series_sort_key(h: tuple) -> tuple:
 
 # --------------------------------------------------------------------------- NIfTI
 
-def _gunzip(data: bytes, limit: int) -> bytearray:
-    """Inflate gzip (multi-member) as a stream, producing at most `limit` bytes."""
-    out = bytearray()
+def _gunzip(data: bytes, limit: int) -> memoryview:
+    """Inflate gzip (multi-member) as a stream, producing at most `limit` bytes.
+
+    The output is one anonymous memory map of `limit` bytes, filled in pieces of at most 4 MB:
+    its pages take memory only once written, so the peak is the inflated data itself (growing
+    a buffer by appending costs up to twice that), and a header that lies costs nothing."""
+    out = mmap.mmap(-1, max(int(limit), 1))
+    n = 0
     view = memoryview(data)
     pos, step = 0, 2**20
     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    while len(out) < limit:
+    while n < limit:
         if d.unconsumed_tail:
             chunk: Any = d.unconsumed_tail
         elif d.eof:
@@ -868,11 +918,13 @@ def _gunzip(data: bytes, limit: int) -> bytearray:
             pos += step
         else:
             break
-        out += d.decompress(chunk, limit - len(out))
-    return out
+        piece = d.decompress(chunk, min(limit - n, 4 * 2**20))
+        out[n:n + len(piece)] = piece
+        n += len(piece)
+    return memoryview(out)[:n]
 
 
-def _nifti_header(buf: bytes | bytearray, kind: str) -> Any:
+def _nifti_header(buf: bytes | memoryview, kind: str) -> Any:
     import nibabel as nib
 
     if kind == "nifti2":
@@ -906,7 +958,7 @@ def _nifti_first_volume(data: bytes, kind: str, plane_only: bool,
                         max_voxels: int) -> tuple[np.ndarray, Any, dict]:
     """Header-checked view (X, Y, Z) of the first volume, without copying the voxels."""
     gz = kind == "gzip"
-    buf: bytes | bytearray = data
+    buf: bytes | memoryview = data
     if gz:
         head = bytes(_gunzip(data, 544))
         kind = _nifti_kind(head) or ""
@@ -920,6 +972,7 @@ def _nifti_first_volume(data: bytes, kind: str, plane_only: bool,
     if not plane_only:
         _check_voxels(n_vol, max_voxels)
     need = offset + n_vol * dtype.itemsize
+    _check_decoded(need, "NIfTI volume")
     if gz:
         if need > MAX_DECOMPRESSED_BYTES:
             raise ImageError(f"The NIfTI image is too large: its header describes "
@@ -975,17 +1028,20 @@ def _nifti_values(a: np.ndarray, hdr: Any) -> np.ndarray:
     return out
 
 
-def _decode_nifti(data: bytes, kind: str, slice_index: int | None) -> _Decoded:
+def _nifti_reader(data: bytes, kind: str) -> Callable[[int | None], _Decoded]:
+    """Inflate a NIfTI file once; the function returned decodes one axial slice (None: middle)."""
     arr, hdr, info = _nifti_first_volume(data, kind, True, MAX_VOXELS)
     can = _nifti_canonical(arr, hdr)
     n = can.shape[2]
-    k = n // 2 if slice_index is None else slice_index
-    if not 0 <= k < n:
-        raise _slice_error(k, n)
-    _check_plane(can.shape[1], can.shape[0])
-    plane = can[::-1, ::-1, k].T  # radiological display: anterior up, patient right on left
-    info.update(n_slices=n, slice_index=k)
-    return _Decoded(_nifti_values(plane, hdr), info=info)
+
+    def axial(slice_index: int | None) -> _Decoded:
+        k = n // 2 if slice_index is None else slice_index
+        if not 0 <= k < n:
+            raise _slice_error(k, n)
+        _check_plane(can.shape[1], can.shape[0])
+        plane = can[::-1, ::-1, k].T  # radiological display: anterior up, patient right on left
+        return _Decoded(_nifti_values(plane, hdr), info=dict(info, n_slices=n, slice_index=k))
+    return axial
 
 
 def _nifti_volume(data: bytes, kind: str, max_voxels: int) -> _Decoded:
@@ -1081,39 +1137,79 @@ def _check_voxels(n: int, max_voxels: int) -> None:
                          f"is {max_voxels / 1e6:.0f} million.")
 
 
-def _decode_2d(src: Any, slice_index: int | None, size: int | None) -> _Decoded:
-    """Any supported source -> one 2D plane of raw values (not yet mapped to [0, 1])."""
+def _check_slice_index(slice_index: Any) -> None:
     if slice_index is not None and (isinstance(slice_index, bool) or
                                     not isinstance(slice_index, (int, np.integer))):
         raise ImageError("The slice number must be a whole number.")
+
+
+def _slice_reader(src: Any, size: int | None) -> Callable[[int | None], _Decoded]:
+    """Read, parse (and inflate) `src` once; the function returned decodes one 2D plane of raw
+    values (not yet mapped to [0, 1]) of it: slice / frame k, or the default one for None."""
     if isinstance(src, np.ndarray):
-        return _array_2d(src, slice_index, "NumPy array")
+        return lambda k: _array_2d(src, k, "NumPy array")
     if isinstance(src, Image.Image):
-        _check_plane(src.size[1], src.size[0])
-        if slice_index not in (None, 0):
-            raise ImageError("Pick the frame of a PIL image with its seek() method before "
-                             "passing it.")
-        return _decode_pil(src.copy(), "image", None, size)  # copy: never mutate the caller's
+        def pil_image(k: int | None) -> _Decoded:
+            _check_plane(src.size[1], src.size[0])
+            if k not in (None, 0):
+                raise ImageError("Pick the frame of a PIL image with its seek() method before "
+                                 "passing it.")
+            return _decode_pil(src.copy(), "image", None, size)  # copy: never mutate the caller's
+        return pil_image
     path = _as_path(src)
     if path is not None and path.is_dir():
         vol = _dicom_series(path, MAX_VOXELS)
-        n = vol.pixels.shape[0]
-        k = n // 2 if slice_index is None else slice_index
-        if not 0 <= k < n:
-            raise _slice_error(k, n)
-        info = dict(vol.info, n_slices=n, slice_index=k)
-        return _Decoded(vol.pixels[k].copy(), vol.window, vol.voi_function, vol.invert, info)
+
+        def series(slice_index: int | None) -> _Decoded:
+            n = vol.pixels.shape[0]
+            k = n // 2 if slice_index is None else slice_index
+            if not 0 <= k < n:
+                raise _slice_error(k, n)
+            info = dict(vol.info, n_slices=n, slice_index=k)
+            return _Decoded(vol.pixels[k].copy(), vol.window, vol.voi_function, vol.invert, info)
+        return series
     data = _read_bytes(src)
     kind = _sniff(data)
     if kind in _PIL_LABEL:
-        return _decode_pil(_open_pil(data, kind), kind, slice_index, size)
+        return lambda k: _decode_pil(_open_pil(data, kind), kind, k, size)
     if kind in ("dicom", "dicom_raw"):
-        return _decode_dicom(data, kind == "dicom_raw", slice_index)
+        return _dicom_reader(data, kind == "dicom_raw")
     if kind in ("nifti1", "nifti2", "gzip"):
-        return _decode_nifti(data, kind, slice_index)
+        return _nifti_reader(data, kind)
     if kind == "npy":
-        return _array_2d(_npy_array(data), slice_index, "NumPy file")
+        array = _npy_array(data)
+        return lambda k: _array_2d(array, k, "NumPy file")
     raise _refuse(kind)
+
+
+def _decode_2d(src: Any, slice_index: int | None, size: int | None) -> _Decoded:
+    """Any supported source -> one 2D plane of raw values (not yet mapped to [0, 1])."""
+    _check_slice_index(slice_index)
+    return _slice_reader(src, size)(slice_index)
+
+
+def _finish(dec: _Decoded, window: tuple[float, float] | None, normalize: str,
+            size: int | None) -> np.ndarray:
+    """A decoded plane -> float32 in [0, 1] at (size, size) (native size if None)."""
+    _check_plane(*dec.pixels.shape)
+    a = _display(dec, window, normalize)
+    if size is not None:
+        a = _resize(a, size)
+    np.clip(a, 0.0, 1.0, out=a)
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _describe(dec: _Decoded) -> dict[str, Any]:
+    """image_info's description of a decoded plane."""
+    _check_plane(*dec.pixels.shape)
+    _replace_nonfinite(dec.pixels)
+    info = dict(dec.info)
+    info["plane_shape"] = tuple(int(s) for s in info.pop("_plane", dec.pixels.shape))
+    if dec.window is not None:
+        info["window"] = dec.window
+    if dec.invert:
+        info["inverted"] = True
+    return info
 
 
 def _decode_volume(src: Any, max_voxels: int) -> _Decoded:
@@ -1145,25 +1241,59 @@ def _decode_volume(src: Any, max_voxels: int) -> _Decoded:
 
 def load_image(src: ImageSource, size: int | None = 128, *, slice_index: int | None = None,
                window: tuple[float, float] | None = None,
-               normalize: str = "percentile") -> np.ndarray:
+               normalize: str = "percentile", max_bytes: int | None = None) -> np.ndarray:
     """Load any supported image as float32 (size, size) in [0, 1] (native size if None).
 
     `slice_index` picks a frame / slice of multi-frame DICOM, NIfTI (axial, inferior to
     superior), 3D .npy stacks, multi-page TIFF/GIF or DICOM folders (default: the middle one;
     the first page for TIFF/GIF). `window=(centre, width)` overrides the DICOM VOI window.
+    `max_bytes` lowers the decoded-size limit (see the module notes; None: the module limits).
     Raises ImageError (with a message for a person) for anything that is not a sensible image.
     """
     size = _check_size(size)
     win = _check_window(window)
     normalize = _check_normalize(normalize)
-    with _guarded("The image could not be read. " + HINT):
-        dec = _decode_2d(src, slice_index, size)
-        _check_plane(*dec.pixels.shape)
-        a = _display(dec, win, normalize)
-        if size is not None:
-            a = _resize(a, size)
-        np.clip(a, 0.0, 1.0, out=a)
-        return np.ascontiguousarray(a, dtype=np.float32)
+    with _bytes_cap(max_bytes), _guarded("The image could not be read. " + HINT):
+        return _finish(_decode_2d(src, slice_index, size), win, normalize, size)
+
+
+def load_slices(src: ImageSource, size: int = 128, *, indices: Any = None,
+                window: tuple[float, float] | None = None, normalize: str = "percentile",
+                max_bytes: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Every slice of `src` (or those in `indices`) at (size, size), from one decode.
+
+    Returns (stack, info): stack[i] equals load_image(src, size, slice_index=k, window=window,
+    normalize=normalize) for the i-th slice k (NIfTI axial slices, DICOM frames, 3D .npy stacks,
+    DICOM folders; any other image is one slice), and info equals image_info(src) (its
+    n_slices / slice_index, when present, give the number of slices and the default one). The
+    file is read, parsed and inflated once, however many slices are taken from it, which is
+    what a slice slider needs. `indices`: None (all), slice numbers, or a function
+    (n_slices, default_slice) -> slice numbers, to choose once the file's header is read.
+    `max_bytes` as for load_image.
+    """
+    size = _check_size(size)
+    if size is None:
+        raise ImageError("load_slices needs an output size.")
+    win = _check_window(window)
+    normalize = _check_normalize(normalize)
+    with _bytes_cap(max_bytes), _guarded("The image could not be read. " + HINT):
+        read = _slice_reader(src, size)
+        first = read(None)
+        info = _describe(first)
+        n = int(info.get("n_slices", 1) or 1)
+        default = int(info.get("slice_index", 0) or 0)
+        wanted = list(range(n) if indices is None else
+                      indices(n, default) if callable(indices) else indices)
+        for k in wanted:
+            _check_slice_index(k)
+        out = np.empty((len(wanted), size, size), dtype=np.float32)
+        for i, k in enumerate(wanted):
+            if first is not None and k == default:
+                dec, first = first, None  # decoded already; used once (_finish maps it in place)
+            else:
+                dec = read(int(k))
+            out[i] = _finish(dec, win, normalize, size)
+        return out, info
 
 
 def load_volume(src: ImageSource, *, max_voxels: int = MAX_VOXELS,
@@ -1191,20 +1321,12 @@ def load_volume(src: ImageSource, *, max_voxels: int = MAX_VOXELS,
         return np.ascontiguousarray(a, dtype=np.float32)
 
 
-def image_info(src: ImageSource, *, slice_index: int | None = None) -> dict[str, Any]:
+def image_info(src: ImageSource, *, slice_index: int | None = None,
+               max_bytes: int | None = None) -> dict[str, Any]:
     """Small description of an input: format, original shape, dtype/mode, modality, slices.
 
     Decodes the image (with the same checks as `load_image`), so it raises the same
     ImageError for bad input. Keys present depend on the format.
     """
-    with _guarded("The image could not be read. " + HINT):
-        dec = _decode_2d(src, slice_index, None)
-        _check_plane(*dec.pixels.shape)
-        _replace_nonfinite(dec.pixels)
-        info = dict(dec.info)
-        info["plane_shape"] = tuple(int(s) for s in dec.pixels.shape)
-        if dec.window is not None:
-            info["window"] = dec.window
-        if dec.invert:
-            info["inverted"] = True
-        return info
+    with _bytes_cap(max_bytes), _guarded("The image could not be read. " + HINT):
+        return _describe(_decode_2d(src, slice_index, None))

@@ -73,10 +73,22 @@ def test_vae_and_cevae_share_one_table9(vae_ckpt) -> None:
                               latent_dim=c.latent_dim), image_size=SIZE).eval()
     cevae.load_state_dict({k: v for k, v in vae.state_dict().items() if "scores" not in k}, strict=False)
     x = smooth_images(3, SIZE, seed=11)
-    for name in ("rec", "kl-grad", "combi", "elbo"):
+    for name in ("rec", "kl-grad", "combi"):
         vae.set_variant(name)
         cevae.set_variant(name)
         pv, pc = vae.predict(x), cevae.predict(x)
         np.testing.assert_allclose(pv.score, pc.score, rtol=1e-4, atol=1e-7, err_msg=name)
         if name != "rec":  # the VAE's own 'rec' map keeps its config (no post-processing)
             np.testing.assert_allclose(pv.anomaly_map, pc.anomaly_map, rtol=1e-4, atol=1e-7, err_msg=name)
+    # '@elbo' is each model's own training loss: sum of squared residuals + KL for the L2-trained
+    # VAE (fidelity item 10), sum of absolute residuals + KL for the ceVAE's Table-9 ELBO.
+    vae.set_variant("elbo")
+    cevae.set_variant("elbo")
+    xt = torch.as_tensor(x)[:, None]
+    with torch.no_grad():
+        mu, logvar = vae.encode(xt)
+        res = (xt - vae.decode(mu).float())[:, 0]
+        kl = kl_normal(mu, logvar)
+    assert vae.config.rec_loss == "l2"
+    np.testing.assert_allclose(vae.predict(x).score, (res.square().flatten(1).sum(1) + kl).numpy(), rtol=1e-4)
+    np.testing.assert_allclose(cevae.predict(x).score, (res.abs().flatten(1).sum(1) + kl).numpy(), rtol=1e-4)

@@ -28,8 +28,10 @@ def native_image(data: bytes, slice_index: int | None = None, window: tuple[floa
     from PIL import Image
 
     from ..imaging import load_image
+    from .uploads import app_max_decoded_bytes
 
-    img = load_image(data, size=None, slice_index=slice_index, window=window)
+    img = load_image(data, size=None, slice_index=slice_index, window=window,
+                     max_bytes=app_max_decoded_bytes())
     h, w = img.shape
     if max(h, w) > MAX_SIDE:
         f = MAX_SIDE / max(h, w)
