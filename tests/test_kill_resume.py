@@ -3,7 +3,8 @@ no epoch is repeated or skipped, and the weights are those of an uninterrupted r
 
 The training runs in its own process, slowed down at one chosen moment (in the middle of epoch 2,
 or while epoch 2's state is being committed, between its tensors file and its state.json) so the
-SIGKILL lands exactly there; the resume and the uninterrupted reference run in this process.
+SIGKILL lands exactly there. The resume and the uninterrupted reference run in fresh processes
+too, so that no state left by other tests in this process (thread counts, flags) changes a loss.
 """
 from __future__ import annotations
 
@@ -20,8 +21,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.app_fixtures import env, make_dataset
-from upd_core import cli
+from tests.app_fixtures import make_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 EPOCHS = 3
@@ -66,8 +66,7 @@ def setup(tmp_path_factory):
     """The data set, its decoded cache, and the training record and weights of an uninterrupted run."""
     root = tmp_path_factory.mktemp("kill")
     folder = make_dataset(root / "data", n=8)
-    with env(UPD_CACHE_DIR=str(root / "cache")):
-        assert cli.main(_args(folder, root / "reference")) == 0
+    assert _cli(_args(folder, root / "reference"), root / "cache") == 0
     record = json.loads((root / "reference" / "config.json").read_text())["training"]
     return folder, root / "cache", record, load_file(str(root / "reference" / "model.safetensors"))
 
@@ -75,6 +74,12 @@ def setup(tmp_path_factory):
 def _args(folder, out, *extra: str) -> list[str]:
     return ["train", "--method", "spatial-ae", "--data", str(folder), "--size", "32", "--epochs", str(EPOCHS),
             "--seed", "2", "--out", str(out), "--quiet", *extra]
+
+
+def _cli(args: list[str], cache: Path) -> int:
+    """`python -m upd_core ARGS` in a fresh process; its exit status."""
+    return subprocess.run([sys.executable, "-m", "upd_core", *args], cwd=REPO, stdout=subprocess.DEVNULL,
+                          env={**os.environ, "UPD_CACHE_DIR": str(cache)}, timeout=600).returncode
 
 
 def _run_until_hang(where: str, args: list[str], cache: Path, timeout: float = 600.0) -> int:
@@ -108,8 +113,7 @@ def test_kill_9_then_resume_loses_at_most_one_epoch(setup, tmp_path, where):
     assert completed - 1 <= committed <= completed  # at most the epoch in progress is lost
     if where == "mid-commit":
         assert list(state.glob("*.tmp"))  # the kill left a half-committed state behind
-    with env(UPD_CACHE_DIR=str(cache)):
-        assert cli.main(_args(folder, out, "--resume")) == 0
+    assert _cli(_args(folder, out, "--resume"), cache) == 0
     record = json.loads((out / "config.json").read_text())["training"]
     assert [h["epoch"] for h in record["history"]] == list(range(1, EPOCHS + 1))  # none repeated or skipped
     assert record["history"] == reference_record["history"]  # the same losses, epoch by epoch
