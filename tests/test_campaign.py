@@ -66,3 +66,45 @@ def test_unknown_recipe_is_a_clear_error(world):
     tmp, data = world
     with pytest.raises(UPDError, match="no recipe for nope"):
         campaign.jobs(str(data), ["nope"])
+
+
+def test_fresh_machine_skips_shipped_results_and_retrain_overrides(world):
+    """runs/ is machine-local: on a new machine the shipped campaign results count as done."""
+    import shutil
+
+    tmp, data = world
+    campaign.run(str(data), nice=0, say=lambda s: None)
+    shipped = tmp / "ckpts" / "spatial-ae-kermany-32"
+    mtime = (shipped / "model.safetensors").stat().st_mtime
+    shutil.rmtree(tmp / "runs")  # a fresh machine: only the clone's checkpoints/ remain
+    said: list[str] = []
+    assert campaign.run(str(data), nice=0, say=said.append) == []
+    assert sum("already shipped" in s for s in said) == 2  # seed 0 and the seed-1 record
+    assert (shipped / "model.safetensors").stat().st_mtime == mtime
+    done = campaign.run(str(data), nice=0, seeds=False, retrain=["spatial-ae"], say=said.append)
+    assert [j.id for j in done] == ["spatial-ae-kermany-32"]
+    assert (shipped / "model.safetensors").stat().st_mtime != mtime
+
+
+def test_dependency_falls_back_to_the_shipped_encoder_by_id(world):
+    tmp, data = world
+    job = campaign.jobs(str(data), ["morphaeus"], seeds=False)[0]
+    assert campaign.dependency("cradl", job) is None
+    cradl = tmp / "ckpts" / "cradl-kermany-32"  # a campaign-trained shipped encoder
+    cradl.mkdir(parents=True)
+    (cradl / "config.json").write_text(json.dumps({"training": {"n_calib": 3}}))
+    (cradl / "evaluation.json").write_text("{}")
+    assert campaign.dependency("cradl", job) == "cradl-kermany-32"
+    assert "perceptual_encoder=cradl-kermany-32" in campaign.train_command(job)
+    (job.root / "cradl-kermany-32").mkdir(parents=True)  # this machine's own run wins
+    (job.root / "cradl-kermany-32" / "config.json").write_text("{}")
+    assert campaign.dependency("cradl", job) == str(job.root / "cradl-kermany-32")
+
+
+def test_staged_config_names_the_encoder_by_shipped_id(world):
+    tmp, data = world
+    job = campaign.jobs(str(data), ["morphaeus"], seeds=False)[0]
+    config = tmp / "config.json"
+    config.write_text(json.dumps({"config": {"perceptual_encoder": str(job.root / "cradl-kermany-32")}}))
+    campaign._ship_dependencies(job, config)
+    assert json.loads(config.read_text())["config"]["perceptual_encoder"] == "cradl-kermany-32"

@@ -124,6 +124,33 @@ class Job:
             return "running" if _lock_held(self.root) else "interrupted"
         return "queued"
 
+    def shipped(self) -> bool:
+        """True when checkpoints/ already holds this job's finished campaign result (seed 0: a
+        campaign-trained, evaluated checkpoint; other seeds: their evaluation record). runs/ is
+        machine-local and lost with the machine; the shipped result is what a fresh clone has, so
+        the queue skips it instead of training it again (`--retrain` overrides)."""
+        if self.data_name != SHIPPED_DATA:
+            return False
+        from .checkpoint import checkpoints_root
+
+        base = checkpoints_root() / run_id(self.recipe.method, self.data_name, 0)
+        if self.seed != 0:
+            return (base / "seeds" / f"seed{self.seed}.json").exists()
+        train = _read_json(base / "config.json").get("training", {})
+        return bool(train.get("n_calib")) and (base / "evaluation.json").exists()
+
+
+def dependency(method: str, job: Job) -> str | None:
+    """Where the seed-0 result of `method` that `job` needs lives: its run folder under runs/
+    when this machine trained it, else the shipped checkpoint id when checkpoints/ holds the
+    campaign's result for this data set; None when neither exists yet."""
+    dj = Job(Recipe(method), 0, job.data, job.data_name, job.root)
+    if (dj.out / "config.json").exists():
+        return str(dj.out)
+    if dj.shipped():
+        return dj.id
+    return None
+
 
 def campaign_root(data_name: str) -> Path:
     return Path(os.environ.get("UPD_RUNS", REPO_ROOT / "runs")) / "campaign" / data_name
@@ -194,7 +221,7 @@ def train_command(job: Job, device: str | None = None) -> list[str]:
     for s in r.sets:
         cmd += ["--set", s]
     if "cradl" in r.needs:  # the perceptual backend: the CRADL encoder trained on the same data
-        cmd += ["--set", f"perceptual_encoder={job.root / run_id('cradl', job.data_name, 0)}"]
+        cmd += ["--set", f"perceptual_encoder={dependency('cradl', job) or job.root / run_id('cradl', job.data_name, 0)}"]
     if device:
         cmd += ["--device", device]
     return cmd
@@ -224,8 +251,22 @@ def stage(job: Job, checkpoints: Path | None = None) -> Path | None:
             shutil.copy2(p, dest / p.name)
     if (dest / "evaluation.json").exists():
         _copy_evaluation(job.out / "evaluation.json", dest / "evaluation.json", base)
+    _ship_dependencies(job, dest / "config.json")
     refresh(dest)
     return dest
+
+
+def _ship_dependencies(job: Job, config: Path) -> None:
+    """A staged config names its perceptual encoder by shipped id, not by a machine-local runs/
+    path: the campaign's CRADL run of the shipped data set is shipped under that id."""
+    if "cradl" not in job.recipe.needs or not config.exists():
+        return
+    record = json.loads(config.read_text())
+    cfg = record.get("config", {})
+    local = str(job.root / run_id("cradl", job.data_name, 0))
+    if cfg.get("perceptual_encoder") == local:
+        cfg["perceptual_encoder"] = run_id("cradl", job.data_name, 0)
+        config.write_text(json.dumps(record, indent=2) + "\n")
 
 
 def _copy_evaluation(src: Path, dest: Path, checkpoint_id: str) -> None:
@@ -238,7 +279,7 @@ def _copy_evaluation(src: Path, dest: Path, checkpoint_id: str) -> None:
 
 def run(data: str = "kermany", only: list[str] | None = None, device: str | None = None,
         nice: int = 10, max_hours: float | None = None, seeds: bool = True, do_stage: bool = True,
-        say=print) -> list[Job]:
+        retrain: list[str] | None = None, say=print) -> list[Job]:
     """Work through the queue (see the module docstring). Returns the jobs it finished."""
     queue = jobs(data, only, seeds)
     root = queue[0].root if queue else campaign_root(dataset_name(resolve_dataset(data)))
@@ -254,8 +295,10 @@ def run(data: str = "kermany", only: list[str] | None = None, device: str | None
             if max_hours is not None and time.time() - t0 > 3600 * max_hours:
                 say(f"stopping: --max-hours {max_hours} reached")
                 break
-            missing = [m for m in job.recipe.needs
-                       if not (root / run_id(m, job.data_name, 0) / "config.json").exists()]
+            if job.state() == "queued" and job.recipe.method not in (retrain or []) and job.shipped():
+                say(f"skip {job.id}: already shipped (campaign result in checkpoints/; --retrain {job.recipe.method} to redo)")
+                continue
+            missing = [m for m in job.recipe.needs if dependency(m, job) is None]
             if missing:
                 say(f"skip {job.id}: needs {', '.join(missing)} first")
                 continue

@@ -253,7 +253,8 @@ def cmd_campaign(args: argparse.Namespace) -> int:
 
     if args.action == "run":
         done = campaign.run(args.data, args.only, device=args.device, nice=args.nice,
-                            max_hours=args.max_hours, seeds=not args.no_seeds, do_stage=not args.no_stage)
+                            max_hours=args.max_hours, seeds=not args.no_seeds, do_stage=not args.no_stage,
+                            retrain=args.retrain)
         print(f"campaign: {len(done)} job(s) finished")
     print(campaign.format_status(campaign.status_rows(args.data, args.only)))
     return 0
@@ -376,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-hours", type=float, help="start no new training after this many hours")
     s.add_argument("--no-seeds", action="store_true", help="seed 0 only (skip the extra seeds)")
     s.add_argument("--no-stage", action="store_true", help="do not copy finished runs into checkpoints/")
+    s.add_argument("--retrain", nargs="+", metavar="METHOD", default=[],
+                   help="train these recipes again although checkpoints/ already holds their campaign result "
+                        "(by default a shipped campaign result counts as done, so a fresh machine resumes the queue)")
     s.set_defaults(func=cmd_campaign)
 
     s = sub.add_parser("data", help="prepare a downloaded data set: check its layout, record checksums, "
