@@ -108,3 +108,42 @@ def test_staged_config_names_the_encoder_by_shipped_id(world):
     config.write_text(json.dumps({"config": {"perceptual_encoder": str(job.root / "cradl-kermany-32")}}))
     campaign._ship_dependencies(job, config)
     assert json.loads(config.read_text())["config"]["perceptual_encoder"] == "cradl-kermany-32"
+
+
+def test_a_changed_recipe_makes_the_shipped_result_out_of_date(world, monkeypatch):
+    tmp, data = world
+    campaign.run(str(data), nice=0, seeds=False, say=lambda s: None)
+    import shutil
+
+    shutil.rmtree(tmp / "runs")
+    job = campaign.jobs(str(data), ["spatial-ae"], seeds=False)[0]
+    assert job.shipped()
+    changed = Recipe("spatial-ae", sets=("latent_channels=64",), cap_epochs=1, seeds=(0, 1))
+    monkeypatch.setattr(campaign, "RECIPES", (changed,))
+    job = campaign.jobs(str(data), ["spatial-ae"], seeds=False)[0]
+    cfg = json.loads((tmp / "ckpts" / "spatial-ae-kermany-32" / "config.json").read_text())["config"]
+    assert campaign.recipe_changes(changed, cfg)  # the shipped model has another latent size
+    assert not job.shipped()
+    row = campaign.status_rows(str(data), ["spatial-ae"])[0]
+    assert row["state"] == "shipped (recipe changed, to retrain)"
+    assert campaign.recipe_changes(Recipe("spatial-ae"), cfg) == []
+
+
+def test_retraining_the_encoder_makes_its_dependants_out_of_date(world, monkeypatch):
+    tmp, data = world
+    monkeypatch.setattr(campaign, "RECIPES", (Recipe("cradl", cap_epochs=1),
+                                              Recipe("morphaeus", cap_epochs=1, needs=("cradl",))))
+    job = campaign.jobs(str(data), ["morphaeus"], seeds=False)[0]
+    for name, blob in (("cradl-kermany-32", b"weights v1"), ("morphaeus-kermany-32", b"m")):
+        d = tmp / "ckpts" / name
+        d.mkdir(parents=True)
+        (d / "model.safetensors").write_bytes(blob)
+        (d / "config.json").write_text(json.dumps({"config": {}, "training": {"n_calib": 3}}))
+        (d / "evaluation.json").write_text("{}")
+    config = tmp / "ckpts" / "morphaeus-kermany-32" / "config.json"
+    campaign._ship_dependencies(job, config)  # records the encoder's sha256
+    assert json.loads(config.read_text())["training"]["needs_sha256"]["cradl"]
+    assert job.shipped()
+    (tmp / "ckpts" / "cradl-kermany-32" / "model.safetensors").write_bytes(b"weights v2")  # retrained
+    assert not job.shipped()
+    assert campaign.status_rows(str(data), ["morphaeus"])[0]["state"] == "shipped (recipe changed, to retrain)"

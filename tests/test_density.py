@@ -107,3 +107,16 @@ def test_density_bank() -> None:
         bank.nll(z, "gmm3")
     with pytest.raises(ValueError, match="unknown density"):
         DensityBank(3, ("kde",))
+
+
+def test_gmm_random_init_is_the_default_and_kmeans_stays_available():
+    """CRADL Sec. 4.3: the means start at random; k-means++ is kept for older checkpoints."""
+    g = torch.Generator().manual_seed(0)
+    z = torch.cat([torch.randn(200, 3, generator=g) - 4, torch.randn(200, 3, generator=g) + 4])
+    lls = {}
+    for init in ("random", "kmeans"):
+        m = GaussianMixture(3, 2).fit(z, init=init, seed=1)
+        lls[init] = float(-m.nll(z).mean())
+    assert abs(lls["random"] - lls["kmeans"]) < 0.05  # two well separated blobs: both find them
+    with pytest.raises(ValueError, match="unknown GMM init"):
+        GaussianMixture(3, 2).fit(z, init="nope")

@@ -88,10 +88,13 @@ class GaussianMixture(nn.Module):
 
     @torch.no_grad()
     def fit(self, z: torch.Tensor, *, reg_covar: float = 1e-3, eig_floor: float = 0.0, tol: float = 0.1,
-            max_iter: int = 200, kmeans_iter: int = 10, seed: int = 0) -> "GaussianMixture":
+            max_iter: int = 200, kmeans_iter: int = 10, seed: int = 0,
+            init: str = "random") -> "GaussianMixture":
         """EM on rows of z (N, D), in float64; `tol` is the change of the mean log-likelihood that
-        counts as converged (CRADL Sec. 4.3: convergence limit 0.1). Means start from k-means++
-        seeds refined by a few k-means steps (the CRADL code runs k-means first, then EM)."""
+        counts as converged (CRADL Sec. 4.3: convergence limit 0.1). `init="random"`: the means
+        start at K training points drawn at random (CRADL Sec. 4.3: "the means of the components
+        are randomly initialized"); `"kmeans"`: k-means++ seeds refined by a few k-means steps
+        (how checkpoints fitted before this option were initialised)."""
         z = z.detach().to(torch.float64)
         n = z.shape[0]
         if n < 2:
@@ -99,7 +102,12 @@ class GaussianMixture(nn.Module):
         self.scale.fit(z.float())
         x = (z - self.scale.mean.double()) / self.scale.std.double()
         g = torch.Generator().manual_seed(seed)
-        means = _kmeans(x, self.k, kmeans_iter, g)
+        if init == "random":
+            means = x[torch.randperm(n, generator=g)[: self.k]].clone()
+        elif init == "kmeans":
+            means = _kmeans(x, self.k, kmeans_iter, g)
+        else:
+            raise ValueError(f"unknown GMM init {init!r}; use 'random' or 'kmeans'")
         eye = torch.eye(self.dim, dtype=x.dtype, device=x.device)
         resp = torch.nn.functional.one_hot(torch.cdist(x, means).argmin(1), self.k).to(x.dtype)
         prev = -math.inf
@@ -271,12 +279,12 @@ class DensityBank(nn.Module):
         return bool(self.models[name].fitted)
 
     def fit(self, z: torch.Tensor, *, reg_covar: float = 1e-3, eig_floor: float = 0.0, tol: float = 0.1,
-            flow_epochs: int = 60, seed: int = 0, progress=None) -> dict[str, float]:
+            flow_epochs: int = 60, seed: int = 0, gmm_init: str = "random", progress=None) -> dict[str, float]:
         """Fit every model on z (N, D); returns the mean training NLL of each."""
         out = {}
         for name, m in self.models.items():
             if isinstance(m, GaussianMixture):
-                m.fit(z, reg_covar=reg_covar, eig_floor=eig_floor, tol=tol, seed=seed)
+                m.fit(z, reg_covar=reg_covar, eig_floor=eig_floor, tol=tol, seed=seed, init=gmm_init)
             else:
                 m.fit(z, epochs=flow_epochs, seed=seed)
             with torch.no_grad():

@@ -55,7 +55,7 @@ class TrainConfig:
     patience: int | None = None
     batch_size: int | None = None
     time_budget_min: float | None = None  # stop after this many minutes (recorded in the card)
-    min_delta: float = 1e-9  # improvement needed to reset patience (MorphAEus appendix)
+    min_delta: float = 1e-8  # improvement needed to reset patience (MorphAEus appendix A.1: "10e-9")
     cap_epochs: int | None = None  # a stated cap below the paper's max_epochs ("not converged" when hit)
     seed: int = 0
     device: str | None = None

@@ -39,7 +39,8 @@ class RepresentationDensityMixin:
         cfg = self.config
         z = self.representations(train).float()
         self.densities.fit(z, reg_covar=cfg.gmm_reg_covar, eig_floor=cfg.gmm_eig_floor, tol=cfg.gmm_tol,
-                           flow_epochs=cfg.flow_epochs, progress=print if progress else None)
+                           flow_epochs=cfg.flow_epochs, gmm_init=getattr(cfg, "gmm_init", "random"),
+                           progress=print if progress else None)
 
     def representation(self, x: torch.Tensor) -> torch.Tensor:
         """The vector the density heads model (CRADL: f(x); VAE: E[z|x])."""
