@@ -98,9 +98,20 @@ if not chosen:
     st.info("Choose at least one method.")
     st.stop()
 
+@st.cache_resource(show_spinner="Running the methods on the example…", max_entries=8)
+def _example_results(digest: str, chosen: tuple[str, ...], _image):
+    """The example (no upload yet) is the same for every visitor: its results are computed once per
+    server and selection, not once per session."""
+    results = analysis.run_checkpoints(_image, list(chosen), detector)
+    return results, cells.result_grid(_image, results, cells.UPLOAD_COLUMNS)
+
+
 key = (upload.digest, slice_index, window, tuple(chosen))
 cache = st.session_state.setdefault("upload_results", {})
-if key not in cache:
+if key not in cache and up is None:
+    cache.clear()
+    cache[key] = _example_results(upload.digest, tuple(chosen), image)
+elif key not in cache:
     bar = st.progress(0.0, text="Running methods…")
     results = analysis.run_checkpoints(image, chosen, detector,
                                        progress=lambda i, n, cid: bar.progress(i / max(n, 1), text=f"Running {cid}…"))
