@@ -56,8 +56,12 @@ class CheckpointInfo:
 
 def save_checkpoint(det: Detector, ckpt_dir: Path, *, checkpoint_id: str | None = None,
                     dataset: dict | None = None, training: dict | None = None,
-                    keep_evaluation: bool = True) -> Path:
+                    keep_evaluation: bool = True, storage: dict | None = None) -> Path:
     """Write weights + config + card + manifest together; keeps dataset/training records already there.
+
+    `storage` (from `upd_core.storage.compact`) writes the parameters in its `weights_dtype` and
+    records its check; without it a re-save of the same weights (no `training` given) keeps the
+    stored dtype and record, and new weights (a training) are written in fp32.
 
     `keep_evaluation=False` (new weights over an evaluated checkpoint, `train --force`): the old
     evaluation.json no longer describes the weights, so the card and manifest leave it out and it
@@ -73,7 +77,14 @@ def save_checkpoint(det: Detector, ckpt_dir: Path, *, checkpoint_id: str | None 
         "dataset": dataset if dataset is not None else old.get("dataset", {}),
         "training": training if training is not None else old.get("training", {}),
     }
-    files = {WEIGHTS: tensors_bytes(det.state_dict(), metadata={"format": FORMAT, "method": det.method}),
+    if storage is None and training is None:
+        storage = old.get("storage")
+    if storage:
+        cfg["storage"] = storage
+    from .storage import stored_state
+
+    state = stored_state(det, (storage or {}).get("weights_dtype", "float32"))
+    files = {WEIGHTS: tensors_bytes(state, metadata={"format": FORMAT, "method": det.method}),
              CONFIG: json_bytes(cfg)}
     drop = () if keep_evaluation else (EVALUATION,)
     write_files_atomic({ckpt_dir / k: v for k, v in _with_card_and_manifest(ckpt_dir, files, drop).items()})

@@ -248,6 +248,16 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    from .storage import compact
+
+    record = compact(args.checkpoint, args.data, args.dtype, args.tolerance, args.split, args.limit,
+                     say=lambda s: print(s, file=sys.stderr))
+    if args.json:
+        print(json.dumps(record, indent=2))
+    return 0 if record["passed"] else 1
+
+
 def cmd_campaign(args: argparse.Namespace) -> int:
     from . import campaign
 
@@ -364,6 +374,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=int, default=128)
     s.add_argument("--repeats", type=int, default=5)
     s.set_defaults(func=cmd_benchmark)
+
+    s = sub.add_parser("compact", help="store a checkpoint's weights in float16/bfloat16 if AUROC/AP do not change",
+                       description="Scores the test split with the fp32 weights and with the weights rounded to "
+                       "--dtype; rewrites the checkpoint in that dtype only when AUROC and AP move by at most "
+                       "--tolerance (exit 1 and no change otherwise). The check is recorded in config.json and "
+                       "the model card.")
+    s.add_argument("--checkpoint", required=True, help="checkpoint id or folder")
+    s.add_argument("--data", default="kermany", help="labelled data set for the check (default: kermany)")
+    s.add_argument("--split", default="test")
+    s.add_argument("--dtype", default="float16", choices=["float16", "bfloat16"])
+    s.add_argument("--tolerance", type=float, default=0.002, help="largest AUROC/AP change allowed (default 0.002)")
+    s.add_argument("--limit", type=int, help="stratified subset of the split (quick checks)")
+    s.add_argument("--json", action="store_true", help="print the check record")
+    s.set_defaults(func=cmd_compact)
 
     s = sub.add_parser("campaign", help="train every shipped checkpoint's recipe, one at a time, resumable",
                        description="`run` works through the recipe queue (upd_core/campaign.py) under nice, "

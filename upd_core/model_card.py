@@ -187,6 +187,17 @@ def _evaluation_section(cls: type, ev: dict[str, Any]) -> str:
     return "".join(out)
 
 
+def _storage_note(cfg: dict[str, Any]) -> str:
+    """How the weights are stored, when not in fp32 (`python -m upd_core compact`)."""
+    st = cfg.get("storage") or {}
+    if not st.get("weights_dtype"):
+        return ""
+    d = st.get("delta", {})
+    return (f", parameters stored in {st['weights_dtype']}: scores on {st.get('split', '?')} moved AUROC by "
+            f"{d.get('auroc', 0):+.4f} and AP by {d.get('ap', 0):+.4f} against fp32 (tolerance "
+            f"{st.get('tolerance')}); the model runs in fp32")
+
+
 def render_card(cfg: dict[str, Any], ev: dict[str, Any] | None, weights_bytes: int) -> str:
     """The Markdown card of a detector checkpoint."""
     cls = get_method(cfg["method"])
@@ -196,7 +207,7 @@ def render_card(cfg: dict[str, Any], ev: dict[str, Any] | None, weights_bytes: i
     out = [f"# Model card: `{cfg['id']}`\n\n",
            f"**Method:** {cls.title or cls.method} (`{cls.method}`). {cls.paper}\n\n",
            f"**Input:** {cfg['image_size']}x{cfg['image_size']} grey image in [0, 1]. "
-           f"**Weights:** {weights_bytes / 1e6:.2f} MB (safetensors).\n\n"]
+           f"**Weights:** {weights_bytes / 1e6:.2f} MB (safetensors){_storage_note(cfg)}.\n\n"]
     doc = inspect.cleandoc(cls.__doc__ or "")
     if doc:
         out.append(doc + "\n\n")
