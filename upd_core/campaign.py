@@ -173,7 +173,7 @@ class Job:
 def recipe_changes(recipe: Recipe, config: dict[str, Any]) -> list[str]:
     """The recipe's `--set` overrides that a trained config does not hold (e.g. views changed
     after the shipped model was trained): such a result is out of date and is trained again."""
-    from .cli import method_config
+    from .overrides import method_config
 
     try:
         wanted = method_config(recipe.method, list(recipe.sets)).__dict__

@@ -27,7 +27,7 @@ from safetensors.torch import load_file
 
 from .checkpoint_files import (CARD, CONFIG, EVALUATION, FORMAT, MANIFEST, WEIGHTS, json_bytes,  # noqa: F401
                                read_config, read_evaluation, save_tensors_atomic, sha256_file, tensors_bytes,
-                               write_files_atomic, write_json)
+                               stored_state, write_files_atomic, write_json)
 from .detector import Detector
 from .device import resolve_device
 from .errors import CheckpointError
@@ -81,8 +81,6 @@ def save_checkpoint(det: Detector, ckpt_dir: Path, *, checkpoint_id: str | None 
         storage = old.get("storage")
     if storage:
         cfg["storage"] = storage
-    from .storage import stored_state
-
     state = stored_state(det, (storage or {}).get("weights_dtype", "float32"))
     files = {WEIGHTS: tensors_bytes(state, metadata={"format": FORMAT, "method": det.method}),
              CONFIG: json_bytes(cfg)}

@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import torch
 from safetensors.torch import save as safetensors_bytes
 
-from .errors import CheckpointError, StorageError
+from .errors import CheckpointError, StorageError, UPDError
 
 FORMAT = "upd-checkpoint/1"
 WEIGHTS, CONFIG, CARD, EVALUATION, MANIFEST = (
@@ -195,3 +195,18 @@ def read_evaluation(ckpt_dir: Path) -> dict[str, Any] | None:
         return json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{p} is not valid JSON ({exc})") from None
+
+
+# Storage dtypes of checkpoint parameters (`python -m upd_core compact`, upd_core/storage.py).
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def stored_state(det: torch.nn.Module, dtype: str = "float32") -> dict[str, torch.Tensor]:
+    """The state dict as it is written: floating-point parameters in `dtype`, buffers unchanged."""
+    if dtype not in DTYPES:
+        raise UPDError(f"unknown weights dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+    state = det.state_dict()
+    if dtype == "float32":
+        return state
+    params = {name for name, _ in det.named_parameters()}
+    return {k: (v.to(DTYPES[dtype]) if k in params and v.is_floating_point() else v) for k, v in state.items()}

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         calibrate_checkpoint(args.checkpoint, args.data, args.layout, args.percentiles)
         print(f"calibrated {args.checkpoint}")
         return 0
-    from .cli import method_config  # the CLI's `--set` parsing (typed by the config's fields)
+    from .overrides import method_config  # `--set` parsing, typed by the config's fields
 
     cfg = method_config(args.method, args.set)
     overrides = {k.partition("=")[0]: getattr(cfg, k.partition("=")[0]) for k in args.set}

@@ -19,22 +19,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .checkpoint_files import DTYPES, stored_state  # noqa: F401 (stored_state: re-exported)
 from .detector import Detector
 from .errors import UPDError
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 TOLERANCE = 0.002  # issue 14, item 8: AUROC (and AP) within 0.002 of the fp32 weights
-
-
-def stored_state(det: Detector, dtype: str = "float32") -> dict[str, torch.Tensor]:
-    """The state dict as it is written: floating-point parameters in `dtype`, buffers unchanged."""
-    if dtype not in DTYPES:
-        raise UPDError(f"unknown weights dtype {dtype!r}; choose from {', '.join(DTYPES)}")
-    state = det.state_dict()
-    if dtype == "float32":
-        return state
-    params = {name for name, _ in det.named_parameters()}
-    return {k: (v.to(DTYPES[dtype]) if k in params and v.is_floating_point() else v) for k, v in state.items()}
 
 
 @torch.no_grad()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from upd_core.cli import method_config
+from upd_core.overrides import method_config
 from upd_core.methods import morphaeus as mm
 from upd_core.registry import get_method, list_methods
 from upd_core.training import TrainConfig, fit
