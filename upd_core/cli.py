@@ -90,6 +90,7 @@ def _refuse_to_overwrite(out: Path, resume: bool, force: bool) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from .checkpoint_files import ensure_writable
     from .data import load_split
+    from .distributed import check_supported, context
     from .paths import REPO_ROOT, dataset_name, resolve_dataset
     from .registry import get_method
     from .training import TrainConfig, check_resume, fit, has_state, seed_everything
@@ -102,6 +103,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     ensure_writable(out)  # a read-only disk or an --out under a file: now, not after an epoch
     seed_everything(args.seed)  # before the model is built: reproducible initial weights
     det = get_method(args.method)(cfg, image_size=args.size)
+    if context().enabled:  # under torchrun: a method DDP cannot train is refused before decoding data
+        check_supported(det, det.configure_optimizers())
     if args.resume and has_state(out):
         check_resume(out, det, args.seed)  # a corrupt state or other settings: before decoding data
     root, x_train, y_train, _, _ = load_split(args.data, args.layout, "train", args.size, args.limit)
@@ -112,13 +115,17 @@ def cmd_train(args: argparse.Namespace) -> int:
                      batch_size=args.batch_size, time_budget_min=args.time_budget, seed=args.seed,
                      device=args.device, amp=args.amp, channels_last=not args.no_channels_last,
                      progress=not args.quiet)
-    print(f"Training {args.method} on {len(x_train)} normal images ({len(x_val)} for validation, "
-          f"{len(x_calib)} for calibration) -> {out}")
+    main = context().is_main  # under torchrun only rank 0 reports (and writes)
+    if main:
+        print(f"Training {args.method} on {len(x_train)} normal images ({len(x_val)} for validation, "
+              f"{len(x_calib)} for calibration) -> {out}")
     rec = fit(det, x_train, x_val, out, tc=tc, resume=args.resume, checkpoint_id=ckpt_id, calib_images=x_calib,
               dataset={"name": name, "split": "train (normal only) minus validation and calibration",
                        "layout": args.layout})
-    print(f"Done in {rec['seconds']:.0f} s, {rec['epochs']} epochs (best {rec['best_epoch']}, {rec['stop_reason']}).")
-    print(f"Checkpoint: {out}")
+    if main:
+        print(f"Done in {rec['seconds']:.0f} s, {rec['epochs']} epochs (best {rec['best_epoch']}, "
+              f"{rec['stop_reason']}).")
+        print(f"Checkpoint: {out}")
     return 0
 
 
@@ -160,7 +167,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict_folder(args: argparse.Namespace) -> int:
+    """`predict --folder DIR --out results.csv`: the whole folder into a table (upd_core.batch_predict)."""
+    from .batch_predict import score_folder
+
+    if args.images:
+        raise UPDError("predict: give image files or --folder, not both")
+    if not args.out:
+        raise UPDError("predict --folder: give --out results.csv (or results.parquet) for the table")
+    s = score_folder(args.folder, args.checkpoint, args.out, batch_size=args.batch_size, workers=args.workers,
+                     device=args.device, progress=not args.quiet)
+    print(f"Scored {s.scored} file(s) ({s.errors} unreadable, {s.skipped} already in the table) -> {s.out}")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
+    if args.folder is not None:
+        return cmd_predict_folder(args)
     import numpy as np
 
     from .app.analysis import domain_probability, ood_check, ood_heading, result_from_prediction
@@ -168,10 +191,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .imaging import load_image
     from .visualize import overlay, save_png
 
-    det = load_detector(args.checkpoint, device=args.device)
-    variant = split_variant(args.checkpoint)[1]
+    if not args.images:
+        raise UPDError("predict: give image files, or --folder DIR --out results.csv")
+    if len(args.checkpoint) > 1:
+        raise UPDError("predict: one --checkpoint for image files (several are for --folder)")
+    checkpoint = args.checkpoint[0]
+    det = load_detector(checkpoint, device=args.device)
+    variant = split_variant(checkpoint)[1]
     cid = f"{det.checkpoint_id}@{variant}" if variant else det.checkpoint_id  # as given, scoring included
-    out_dir = Path(args.out)
+    out_dir = Path(args.out or ".")
     results = []
     names = det.variant_names()
     tag = det.method + (f"-{det.variant}" if names and det.variant != names[0] else "")  # variants don't overwrite
@@ -313,13 +341,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-write", action="store_true", help="do not write evaluation.json")
     s.set_defaults(func=cmd_evaluate)
 
-    s = sub.add_parser("predict", help="score an image and write a heatmap PNG",
+    s = sub.add_parser("predict", help="score an image and write a heatmap PNG; or score a folder into a table",
                        description="Score images and write heatmap PNGs. As the app does, each image is checked "
                        "against the checkpoints' training domain (the domain classifier, else the score against "
-                       "the normal reference scores); a warning goes to stderr when it looks out of distribution.")
-    s.add_argument("images", nargs="+", help="image files (PNG, JPEG, TIFF, BMP, DICOM, NIfTI, NPY)")
-    s.add_argument("--checkpoint", required=True)
-    s.add_argument("--out", default=".", help="folder for heatmap PNGs (default: current folder)")
+                       "the normal reference scores); a warning goes to stderr when it looks out of distribution. "
+                       "With --folder DIR --out results.csv (or .parquet) every image under DIR is scored into "
+                       "a table instead (score and percentile per --checkpoint, the out-of-distribution level, an "
+                       "error column for unreadable files); running it again resumes the table.")
+    s.add_argument("images", nargs="*", help="image files (PNG, JPEG, TIFF, BMP, DICOM, NIfTI, NPY)")
+    s.add_argument("--checkpoint", required=True, action="append",
+                   help="checkpoint id or folder (`<id>@<variant>` for another scoring); repeat it with --folder "
+                   "for one score and percentile column pair per checkpoint")
+    s.add_argument("--out", help="folder for heatmap PNGs (default: current folder); with --folder: the "
+                   "results table, .csv or .parquet (needs pyarrow)")
+    s.add_argument("--folder", help="score every image under this folder (recursively) into the --out table")
+    s.add_argument("--workers", type=int, help="with --folder: decoding processes (default: CPU cores - 1, at most 8)")
+    s.add_argument("--batch-size", type=int, default=32, help="with --folder: images per batch (default 32)")
+    s.add_argument("--quiet", action="store_true", help="with --folder: no progress bar")
     s.add_argument("--device")
     s.add_argument("--json", action="store_true", help="also print results as JSON (score unit and the "
                    "out-of-distribution check included)")

@@ -14,6 +14,9 @@ lost and no epoch is repeated or skipped. A resume restores the optimizers exact
 (learning rate included) and refuses a run whose method, size, seed, batch size, number of
 training images or method config differ. The output folder is checked for writability (and
 space) before the first epoch, and temporary files of a killed run are removed at start.
+
+Under `torchrun` the same loop runs data-parallel (`upd_core.distributed`): `batch_size` is the
+global batch, rank 0 validates, writes and reports; one process runs exactly as without it.
 """
 from __future__ import annotations
 
@@ -34,10 +37,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import load_state, save_checkpoint
 from .checkpoint_files import ensure_writable, remove_stray_temps, tensors_bytes, write_atomic, write_json
 from .detector import Detector
-from .device import autocast_factory, resolve_device
+from .device import autocast_factory
 from .errors import DataError, UPDError
 from .stopping import CONVERGED_KINDS, STOP_CAP, STOP_EARLY, STOP_MAX, STOP_TIME, is_converged, stop_label  # noqa: F401 (re-exported)
 
@@ -243,25 +247,37 @@ def fit(det: Detector, train_images: Any, val_images: Any, out_dir: str | Path, 
 
     `calib_images` (normal images used neither for training nor for early stopping) give the
     reference scores of every scoring variant, hence the percentiles. Returns the training
-    record (also stored in the checkpoint's config.json and model card).
+    record (also stored in the checkpoint's config.json and model card). Under torchrun every
+    rank calls it; only rank 0 writes (see `upd_core.distributed`).
     """
     tc = tc or TrainConfig()
-    out = Path(out_dir)
+    ctx = distributed.context()
+    device = distributed.training_device(tc.device, ctx)
+    with distributed.process_group(ctx, device):
+        return _fit(det, train_images, val_images, Path(out_dir), tc, dataset, resume, checkpoint_id,
+                    calib_images, ctx, device)
+
+
+def _fit(det: Detector, train_images: Any, val_images: Any, out: Path, tc: TrainConfig, dataset: dict | None,
+         resume: bool, checkpoint_id: str | None, calib_images: Any, ctx: distributed.DistContext,
+         device: torch.device) -> dict[str, Any]:
+    """The loop of `fit`, on this rank's `device` inside its process group (if any)."""
     cfg = det.config
     max_epochs = tc.max_epochs if tc.max_epochs is not None else cfg.max_epochs
     patience = tc.patience if tc.patience is not None else cfg.patience
     batch_size = tc.batch_size if tc.batch_size is not None else cfg.batch_size
     last_epoch = min(max_epochs, tc.cap_epochs) if tc.cap_epochs is not None else max_epochs
-    device = resolve_device(tc.device)
     x_train, x_val = _to_tensor(train_images), _to_tensor(val_images)
     if len(x_train) < 2 or len(x_val) < 1:
         raise DataError("training needs at least 2 training images and 1 validation image")
-    for folder in (out, out / STATE_DIR):  # what a killed run left half-written
-        remove_stray_temps(folder)
-    _remove_uncommitted(out / STATE_DIR)
-    ensure_writable(out, _state_bytes_needed(det))  # fail now, not after the first epoch
-    if not resume:  # starting afresh: an older state must not outlive (or be mixed with) this run's
-        shutil.rmtree(out / STATE_DIR, ignore_errors=True)
+    main = ctx.is_main  # the one process that writes files and reports
+    if main:
+        for folder in (out, out / STATE_DIR):  # what a killed run left half-written
+            remove_stray_temps(folder)
+        _remove_uncommitted(out / STATE_DIR)
+        ensure_writable(out, _state_bytes_needed(det))  # fail now, not after the first epoch
+        if not resume:  # starting afresh: an older state must not outlive (or be mixed with) this run's
+            shutil.rmtree(out / STATE_DIR, ignore_errors=True)
     det.to(device)
     fmt = torch.channels_last if tc.channels_last else torch.contiguous_format
     det.to(memory_format=fmt)
@@ -270,29 +286,33 @@ def fit(det: Detector, train_images: Any, val_images: Any, out_dir: str | Path, 
     record: dict[str, Any] = {"epochs": 0, "best_epoch": -1, "best_val_loss": float("inf"),
                               "bad_epochs": 0, "seconds": 0.0, "history": []}
     best: dict[str, torch.Tensor] = {}
-    batch_size = min(batch_size, len(x_train))
+    batch_size, local_batch = distributed.local_batch_size(min(batch_size, len(x_train)), ctx,
+                                                           capped=batch_size > len(x_train))
     run = _run_identity(det, tc.seed, batch_size, len(x_train))
     if resume and has_state(out):
         record, best = _load_state(out, det, optimizers, run)
         det.to(device)
     start = record["epochs"]
+    distributed.check_same(start, "the epoch to resume from", ctx, device)
+    train_step = distributed.training_step(det, optimizers, device, ctx)
     t0 = time.perf_counter() - record["seconds"]
     if last_epoch < max_epochs:
         stop_kind, stop_reason = STOP_CAP, f"epoch cap of {last_epoch} reached (paper: up to {max_epochs})"
     else:
         stop_kind, stop_reason = STOP_MAX, f"max epochs ({max_epochs}) reached"
     for epoch in range(start, last_epoch):
-        seed_everything(tc.seed * 100_003 + epoch)  # resumable: the same randomness per epoch
+        # resumable: the same randomness per epoch (rank r > 0: its own noise)
+        seed_everything(distributed.rank_seed(tc.seed * 100_003 + epoch, ctx))
         det.train()
-        g = torch.Generator().manual_seed(tc.seed * 100_003 + epoch)
-        perm = torch.randperm(len(x_train), generator=g)
-        n_batches = max(1, len(perm) // batch_size)  # drop a ragged last batch (BatchNorm)
+        # randperm seeded with (seed, epoch); under torchrun this rank's DistributedSampler shard of it
+        perm = distributed.epoch_indices(len(x_train), tc.seed * 100_003, epoch, ctx)
+        n_batches = max(1, len(x_train) // batch_size)  # drop a ragged last batch (BatchNorm)
         sums: dict[str, float] = {}
         bar = tqdm(range(n_batches), desc=f"{det.method} epoch {epoch + 1}/{max_epochs}",
-                   disable=not tc.progress, leave=False, unit="batch")
+                   disable=not (tc.progress and main), leave=False, unit="batch")
         for b in bar:
-            xb = x_train[perm[b * batch_size:(b + 1) * batch_size]].to(device).contiguous(memory_format=fmt)
-            losses = det.training_step(xb, epoch, optimizers, amp)
+            xb = x_train[perm[b * local_batch:(b + 1) * local_batch]].to(device).contiguous(memory_format=fmt)
+            losses = train_step(xb, epoch, optimizers, amp)
             if not np.isfinite(losses["loss"]):
                 raise DivergedError(f"{det.method}: training loss became {losses['loss']} at epoch "
                                     f"{epoch + 1}; lower the learning rate or disable amp")
@@ -300,15 +320,19 @@ def fit(det: Detector, train_images: Any, val_images: Any, out_dir: str | Path, 
                 sums[k] = sums.get(k, 0.0) + v
             bar.set_postfix(loss=f"{losses['loss']:.4g}")
         det.eval()
-        with torch.no_grad(), amp():
-            vals = [det.validation_loss(x_val[i:i + batch_size].to(device).contiguous(memory_format=fmt), epoch)
-                    for i in range(0, len(x_val), batch_size)]
-        val_loss = float(np.mean(vals))
-        train_losses = {k: v / n_batches for k, v in sums.items()}
+        val_loss = float("nan")
+        if main:  # rank 0 validates on the whole split, as one process does; the others wait
+            with torch.no_grad(), amp():
+                vals = [det.validation_loss(x_val[i:i + batch_size].to(device).contiguous(memory_format=fmt), epoch)
+                        for i in range(0, len(x_val), batch_size)]
+            val_loss = float(np.mean(vals))
+        # rank 0's loss and clock on every rank: early stopping and the time budget decide alike
+        val_loss, seconds = distributed.broadcast_floats([val_loss, time.perf_counter() - t0], ctx, device)
+        train_losses = distributed.mean_over_ranks({k: v / n_batches for k, v in sums.items()}, ctx, device)
         record["epochs"] = epoch + 1
-        record["seconds"] = time.perf_counter() - t0
+        record["seconds"] = seconds
         record["history"].append({"epoch": epoch + 1, "val_loss": val_loss, **train_losses})
-        if tc.progress:
+        if tc.progress and main:
             tqdm.write(f"{det.method} epoch {epoch + 1}: train {train_losses['loss']:.5g}  val {val_loss:.5g}")
         # While the method's loss schedule still changes the objective (e.g. MorphAEus before
         # L_warp is on and beta at its final value), validation losses of different epochs are not
@@ -319,7 +343,8 @@ def fit(det: Detector, train_images: Any, val_images: Any, out_dir: str | Path, 
             best = {k: v.detach().clone() for k, v in det.state_dict().items()}
         else:
             record["bad_epochs"] += 1
-        _save_state(out, det, optimizers, record, best, run)
+        if main:
+            _save_state(out, det, optimizers, record, best, run)
         if record["bad_epochs"] >= patience:
             stop_kind, stop_reason = STOP_EARLY, f"early stopping (no improvement for {patience} epochs)"
             break
@@ -328,10 +353,11 @@ def fit(det: Detector, train_images: Any, val_images: Any, out_dir: str | Path, 
             break
     load_state(det, best)
     det.to(device).to(memory_format=torch.contiguous_format)
-    det.fit_extra(x_train.to(device), progress=tc.progress)
-    det.val_scores = torch.as_tensor(det.predict(x_val).score, dtype=torch.float32, device=device)
-    if calib_images is not None:
-        det.calibrate_percentiles(_to_tensor(calib_images))
+    if main:  # non-gradient fitting (density heads) and calibration on rank 0, on all the data
+        det.fit_extra(x_train.to(device), progress=tc.progress)
+        det.val_scores = torch.as_tensor(det.predict(x_val).score, dtype=torch.float32, device=device)
+        if calib_images is not None:
+            det.calibrate_percentiles(_to_tensor(calib_images))
     record.update(
         stop_reason=stop_reason, stop_kind=stop_kind, converged=stop_kind in CONVERGED_KINDS,
         n_calib=0 if calib_images is None else len(calib_images), seconds=round(time.perf_counter() - t0, 1), n_train=len(x_train),
@@ -342,6 +368,10 @@ def fit(det: Detector, train_images: Any, val_images: Any, out_dir: str | Path, 
     record["images_per_second"] = round(record["n_train"] * record["epochs"] / max(record["seconds"], 1e-9), 1)
     record.pop("bad_epochs", None)
     record["selection_start_epoch"] = det.selection_start_epoch()
-    save_checkpoint(det, out, checkpoint_id=checkpoint_id, dataset=dataset, training=record, keep_evaluation=False)
-    shutil.rmtree(out / STATE_DIR, ignore_errors=True)
+    if ctx.enabled:
+        record["world_size"] = ctx.world_size
+        record["batch_size_per_process"] = local_batch
+    if main:
+        save_checkpoint(det, out, checkpoint_id=checkpoint_id, dataset=dataset, training=record, keep_evaluation=False)
+        shutil.rmtree(out / STATE_DIR, ignore_errors=True)
     return record
