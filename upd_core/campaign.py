@@ -93,7 +93,16 @@ RECIPES: tuple[Recipe, ...] = (
            why="a fixed 50-epoch schedule as the PII paper trains it: early stopping off"),
     Recipe("fpi", sets=("patience=50",), cap_epochs=None, seeds=SEEDS3, why="as PII"),
     *(Recipe(f"ae-latent-{side}") for side in (32, 16, 8, 4, 1)),
+    # The UPD study's feature-modeling family on the project's own CCD backbone (no ImageNet weights
+    # here). Schedules: the study code's fixed step budgets as epochs on 1 098 normal images.
+    Recipe("ccd", cap_epochs=None, why="UPD study code: SGD 0.01, cosine over 200 epochs, fixed schedule"),
+    Recipe("padim", cap_epochs=None, needs=("ccd",), why="no gradients: one feature pass on the CCD backbone"),
+    Recipe("rd", cap_epochs=None, needs=("ccd",), why="study code: Adam 5e-3, batch 4, 10 000 steps = 37 epochs"),
+    Recipe("cflow-ad", cap_epochs=None, needs=("ccd",), why="study code: Adam 2e-4, batch 32, 3 000 steps = 89 epochs"),
+    Recipe("fae", cap_epochs=None, needs=("ccd",), why="study code: Adam 2e-4, batch 32, 10 000 steps = 295 epochs"),
 )
+# The config field through which a recipe receives the model it needs (trained on the same data).
+NEED_FIELDS = {"cradl": "perceptual_encoder", "ccd": "backbone_checkpoint"}
 
 
 def recipe_for(method: str) -> Recipe:
@@ -275,8 +284,11 @@ def train_command(job: Job, device: str | None = None) -> list[str]:
         cmd += ["--batch-size", str(r.batch_size)]
     for s in r.sets:
         cmd += ["--set", s]
-    if "cradl" in r.needs:  # the perceptual backend: the CRADL encoder trained on the same data
-        cmd += ["--set", f"perceptual_encoder={dependency('cradl', job) or job.root / run_id('cradl', job.data_name, 0)}"]
+    for need in r.needs:  # MorphAEus' perceptual encoder (CRADL), the feature methods' backbone (CCD)
+        where = dependency(need, job) or job.root / run_id(need, job.data_name, 0)
+        if need == "ccd":
+            cmd += ["--set", "backbone=ccd"]
+        cmd += ["--set", f"{NEED_FIELDS[need]}={where}"]
     if device:
         cmd += ["--device", device]
     return cmd
@@ -325,17 +337,18 @@ def _model_sha(where: str) -> str | None:
 
 
 def _ship_dependencies(job: Job, config: Path) -> None:
-    """A staged config names its perceptual encoder by shipped id, not by a machine-local runs/
-    path (the campaign's CRADL run of the shipped data set is shipped under that id), and records
+    """A staged config names the model it needs (perceptual encoder, backbone) by shipped id, not by
+    a machine-local runs/ path (the campaign's run of the shipped data set is shipped under that id), and records
     the sha256 of every needed model it was trained with, so that retraining the encoder later
     marks this result out of date."""
     if not job.recipe.needs or not config.exists():
         return
     record = json.loads(config.read_text())
     cfg = record.get("config", {})
-    local = str(job.root / run_id("cradl", job.data_name, 0))
-    if cfg.get("perceptual_encoder") == local:
-        cfg["perceptual_encoder"] = run_id("cradl", job.data_name, 0)
+    for need in job.recipe.needs:
+        field = NEED_FIELDS.get(need)
+        if field and cfg.get(field) == str(job.root / run_id(need, job.data_name, 0)):
+            cfg[field] = run_id(need, job.data_name, 0)
     shas = {m: _model_sha(w) for m in job.recipe.needs if (w := dependency(m, job))}
     record.setdefault("training", {})["needs_sha256"] = {m: h for m, h in shas.items() if h}
     config.write_text(json.dumps(record, indent=2) + "\n")

@@ -74,6 +74,8 @@ def evaluate(det: Detector, images: np.ndarray, labels: np.ndarray, masks: np.nd
         res["calibration"] = _calibration(det, pred.percentile[labels == 0])
     if getattr(det.config, "perceptual_used", ""):  # the perceptual backend actually used (never a random one)
         res["perceptual_backend"] = det.config.perceptual_used
+    if getattr(det.config, "backbone_used", ""):  # feature-modeling methods: the frozen backbone's origin
+        res["backbone"] = det.config.backbone_used
     normal = labels == 0
     if pred.reconstruction is not None:
         sub = type(pred)(score=pred.score[normal], anomaly_map=pred.anomaly_map[normal],

@@ -208,6 +208,12 @@ def render_card(cfg: dict[str, Any], ev: dict[str, Any] | None, weights_bytes: i
            f"**Method:** {cls.title or cls.method} (`{cls.method}`). {cls.paper}\n\n",
            f"**Input:** {cfg['image_size']}x{cfg['image_size']} grey image in [0, 1]. "
            f"**Weights:** {weights_bytes / 1e6:.2f} MB (safetensors){_storage_note(cfg)}.\n\n"]
+    conf = cfg.get("config", {})
+    if conf.get("backbone_used"):  # feature-modeling methods: where the frozen backbone comes from
+        out.append(f"**Backbone:** frozen ResNet-18, {conf['backbone_used']} (requested: "
+                   f"`{conf.get('backbone', '?')}`).\n\n")
+    if conf.get("init_used"):  # CCD pre-training: its starting weights
+        out.append(f"**Initialisation:** {conf['init_used']}.\n\n")
     doc = inspect.cleandoc(cls.__doc__ or "")
     if doc:
         out.append(doc + "\n\n")

@@ -24,6 +24,11 @@ _FAMILIES = (
     "upd_core.methods.cradl",
     "upd_core.methods.cevae",
     "upd_core.methods.pii",
+    "upd_core.methods.ccd",
+    "upd_core.methods.padim",
+    "upd_core.methods.rd",
+    "upd_core.methods.fae",
+    "upd_core.methods.cflow",
 )
 _loaded = False
 

@@ -63,10 +63,10 @@ def test_missing_reasons():
 def test_planned_methods_are_the_unregistered_ones():
     planned = views.planned_methods()
     titles = [t for group in planned.values() for t in group]
-    assert "ADM" in planned["multi-contrast MRI paper"] and "PaDiM" in planned["UPD study"]
+    assert "ADM" in planned["multi-contrast MRI paper"] and "ExpVAE" in planned["UPD study"]
     registered = set(upd_core.list_methods())
     assert not {mid for mid, title, _ in views.PLANNED if title in titles} & registered
-    assert views.method_title("padim") == "padim" and views.method_title("morphaeus") == "MorphAEus"
+    assert views.method_title("adm") == "adm" and views.method_title("morphaeus") == "MorphAEus"
 
 
 def test_variants_are_titled_with_their_scoring(tmp_path):
