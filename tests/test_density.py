@@ -120,3 +120,28 @@ def test_gmm_random_init_is_the_default_and_kmeans_stays_available():
     assert abs(lls["random"] - lls["kmeans"]) < 0.05  # two well separated blobs: both find them
     with pytest.raises(ValueError, match="unknown GMM init"):
         GaussianMixture(3, 2).fit(z, init="nope")
+
+
+def test_flow_is_chosen_on_validation_representations_when_given(monkeypatch):
+    """CRADL App. D: the flow's epoch is chosen on the validation set; all of z then trains."""
+    g = torch.Generator().manual_seed(0)
+    z, val = torch.randn(100, 4, generator=g), torch.randn(30, 4, generator=g) + 0.5
+    seen = {}
+    orig = RealNVP.nll
+
+    def spy(self, x):
+        if not torch.is_grad_enabled():
+            seen.setdefault("eval_sizes", set()).add(len(x))
+        return orig(self, x)
+
+    monkeypatch.setattr(RealNVP, "nll", spy)
+    flow = RealNVP(4, 2, 8, seed=0)
+    flow.fit(z, epochs=2, val=val)
+    assert 30 in seen["eval_sizes"]  # selection on the 30 validation rows, not a 10-row hold-out
+    seen.clear()
+    RealNVP(4, 2, 8, seed=0).fit(z, epochs=2)
+    assert 10 in seen["eval_sizes"]  # without val: 10 % of z held out
+    captured = {}
+    monkeypatch.setattr(RealNVP, "fit", lambda self, z, **kw: captured.update(kw) or [])
+    DensityBank(4, ("flow",)).fit(z, flow_val=val)
+    assert captured["val"] is val

@@ -208,16 +208,21 @@ class RealNVP(nn.Module):
 
     def fit(self, z: torch.Tensor, *, epochs: int = 60, batch_size: int = 256, lr: float = 1e-3,
             weight_decay: float = 1e-4, noise: float = 1e-3, clip: float = 5.0, holdout: float = 0.1,
-            seed: int = 0) -> list[float]:
+            seed: int = 0, val: torch.Tensor | None = None) -> list[float]:
         """Maximum likelihood training (CRADL appendix D: Adam lr 1e-3, weight decay 1e-4, gradient
-        clipping 5, noise 1e-3, 60 epochs, lr / 10 every 20 epochs, best held-out loss kept).
-        Returns the mean training NLL per epoch."""
+        clipping 5, noise 1e-3, 60 epochs, lr / 10 every 20 epochs, the epoch with the lowest
+        validation NLL kept). `val`: validation representations (the paper's selection; all of z
+        trains); without it a `holdout` share of z is held out instead. Returns the mean training
+        NLL per epoch."""
         z = z.detach().float()
         self.scale.fit(z)
         g = torch.Generator().manual_seed(seed)
         perm = torch.randperm(len(z), generator=g)
-        n_hold = int(len(z) * holdout) if len(z) >= 20 else 0
-        hold, train = z[perm[:n_hold]], z[perm[n_hold:]]
+        if val is not None and len(val):
+            hold, train, n_hold = val.detach().float().to(z.device), z[perm], len(val)
+        else:
+            n_hold = int(len(z) * holdout) if len(z) >= 20 else 0
+            hold, train = z[perm[:n_hold]], z[perm[n_hold:]]
         opt = torch.optim.Adam(self.blocks.parameters(), lr=lr, weight_decay=weight_decay)
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=20, gamma=0.1)
         history, best, best_state = [], math.inf, None
@@ -279,14 +284,16 @@ class DensityBank(nn.Module):
         return bool(self.models[name].fitted)
 
     def fit(self, z: torch.Tensor, *, reg_covar: float = 1e-3, eig_floor: float = 0.0, tol: float = 0.1,
-            flow_epochs: int = 60, seed: int = 0, gmm_init: str = "random", progress=None) -> dict[str, float]:
-        """Fit every model on z (N, D); returns the mean training NLL of each."""
+            flow_epochs: int = 60, seed: int = 0, gmm_init: str = "random", flow_val: torch.Tensor | None = None,
+            progress=None) -> dict[str, float]:
+        """Fit every model on z (N, D); returns the mean training NLL of each. `flow_val`: validation
+        representations on which the flow's epoch is chosen (else a hold-out of z)."""
         out = {}
         for name, m in self.models.items():
             if isinstance(m, GaussianMixture):
                 m.fit(z, reg_covar=reg_covar, eig_floor=eig_floor, tol=tol, seed=seed, init=gmm_init)
             else:
-                m.fit(z, epochs=flow_epochs, seed=seed)
+                m.fit(z, epochs=flow_epochs, seed=seed, val=flow_val)
             with torch.no_grad():
                 out[name] = float(m.nll(z).mean())
             if progress:

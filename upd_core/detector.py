@@ -140,8 +140,10 @@ class Detector(nn.Module):
         model selection and early stopping start after them. 0 for a fixed objective."""
         return 0
 
-    def fit_extra(self, train: torch.Tensor, progress: bool = True) -> None:
-        """Hook run after network training (e.g. fit a density model on representations)."""
+    def fit_extra(self, train: torch.Tensor, progress: bool = True, val: torch.Tensor | None = None) -> None:
+        """Hook run after network training (e.g. fit a density model on representations). `val`:
+        the normal validation images, for model selection inside the hook (CRADL App. D chooses
+        the flow on the validation set); never abnormal images."""
 
     # ---- inference ----
     def forward_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -354,7 +354,7 @@ def _fit(det: Detector, train_images: Any, val_images: Any, out: Path, tc: Train
     load_state(det, best)
     det.to(device).to(memory_format=torch.contiguous_format)
     if main:  # non-gradient fitting (density heads) and calibration on rank 0, on all the data
-        det.fit_extra(x_train.to(device), progress=tc.progress)
+        det.fit_extra(x_train.to(device), progress=tc.progress, val=x_val.to(device))
         det.val_scores = torch.as_tensor(det.predict(x_val).score, dtype=torch.float32, device=device)
         if calib_images is not None:
             det.calibrate_percentiles(_to_tensor(calib_images))

@@ -197,3 +197,15 @@ def test_density_heads_are_scoring_variants(trained: CRADL, tmp_path) -> None:
     for name, v in res["variants"].items():
         assert 0 <= v["image"]["auroc"] <= 1, name
     assert trained.variant == "gmm1"  # evaluation restores the checkpoint's own head
+
+
+@pytest.mark.parametrize("selection, expect_val", [("val", True), ("holdout", False)])
+def test_heads_choose_the_flow_on_validation_images_unless_told_otherwise(monkeypatch, selection, expect_val):
+    det = CRADL(CRADLConfig(flow_selection=selection), image_size=32)
+    seen = {}
+    monkeypatch.setattr(det.densities, "fit", lambda z, **kw: seen.update(kw) or {})
+    x = torch.as_tensor(smooth_images(6, 32))[:, None]
+    det.fit_extra(x, progress=False, val=x[:3])
+    assert (seen["flow_val"] is not None) == expect_val
+    if expect_val:
+        assert seen["flow_val"].shape[0] == 3

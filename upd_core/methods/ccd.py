@@ -202,7 +202,7 @@ class CCD(Detector):
         return float(self.loss(x, epoch, torch.Generator().manual_seed(1234))["loss"])
 
     @torch.no_grad()
-    def fit_extra(self, train: torch.Tensor, progress: bool = True) -> None:
+    def fit_extra(self, train: torch.Tensor, progress: bool = True, val: torch.Tensor | None = None) -> None:
         """Mean unit-length layer2/layer3 feature maps of the normal training images (the score)."""
         was = self.training
         self.eval()

@@ -60,6 +60,7 @@ class CEVAEConfig(VAEConfig):
     gmm_eig_floor: float = 1e-6
     gmm_tol: float = 0.1
     gmm_init: str = "random"
+    flow_selection: str = "val"  # App. D: the flow chosen on the validation set ("holdout": 10 % of train)
     flow_blocks: int = 8
     flow_epochs: int = 60
     # Sec. 4.5: the same post-processing for all methods (5x5 median, Gaussian smoothing).

@@ -167,7 +167,7 @@ class CFLOWAD(FeatureDetector):
         return out
 
     @torch.no_grad()
-    def fit_extra(self, train: torch.Tensor, progress: bool = True) -> None:
+    def fit_extra(self, train: torch.Tensor, progress: bool = True, val: torch.Tensor | None = None) -> None:
         """The normalising constant of the maps: max log p over all training positions and layers."""
         was = self.training
         self.eval()

@@ -108,6 +108,7 @@ class CRADLConfig(DetectorConfig):
     gmm_eig_floor: float = 1e-6  # eigenvalue lower bound of the ADM paper (Kim et al., Sec. 2.2: 1e-6); 0 = off
     gmm_tol: float = 0.1  # EM convergence limit (Sec. 4.3)
     gmm_init: str = "random"  # Sec. 4.3: component means randomly initialised ("kmeans": k-means++)
+    flow_selection: str = "val"  # App. D: the flow chosen on the validation set ("holdout": 10 % of train)
     flow_blocks: int = 8  # appendix D: 8 coupling blocks, random permutations
     flow_epochs: int = 60  # appendix D: 60 epochs, lr / 10 every 20
     # Heatmap post-processing (Sec. 4.5): 5x5 median pooling, then Gaussian smoothing (the paper

@@ -34,13 +34,16 @@ class RepresentationDensityMixin:
         # Validation NLL of every head (rows in DENSITIES order), filled by `calibrate_heads`.
         self.register_buffer("val_scores_all", torch.zeros(0, 0))
 
-    def fit_extra(self, train: torch.Tensor, progress: bool = True) -> None:
+    def fit_extra(self, train: torch.Tensor, progress: bool = True, val: torch.Tensor | None = None) -> None:
         """After network training: fit every head on the representations of the training images."""
         cfg = self.config
         z = self.representations(train).float()
+        # CRADL App. D: the flow is chosen on the validation set ("val"); "holdout": on 10 % of the
+        # training representations (how checkpoints fitted before this option were selected)
+        z_val = self.representations(val).float() if val is not None and getattr(cfg, "flow_selection", "val") == "val" else None
         self.densities.fit(z, reg_covar=cfg.gmm_reg_covar, eig_floor=cfg.gmm_eig_floor, tol=cfg.gmm_tol,
                            flow_epochs=cfg.flow_epochs, gmm_init=getattr(cfg, "gmm_init", "random"),
-                           progress=print if progress else None)
+                           flow_val=z_val, progress=print if progress else None)
 
     def representation(self, x: torch.Tensor) -> torch.Tensor:
         """The vector the density heads model (CRADL: f(x); VAE: E[z|x])."""

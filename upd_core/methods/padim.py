@@ -93,7 +93,7 @@ class PaDiM(FeatureDetector):
         return 0.0
 
     @torch.no_grad()
-    def fit_extra(self, train: torch.Tensor, progress: bool = True) -> None:
+    def fit_extra(self, train: torch.Tensor, progress: bool = True, val: torch.Tensor | None = None) -> None:
         """One pass over the training images: per-position mean and covariance (float64), the
         covariance regularised with eps I, its inverse stored as a packed triangular factor."""
         was = self.training
