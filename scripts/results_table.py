@@ -87,11 +87,11 @@ def build_table(ckpt_root: Path) -> str:
 def campaign_block() -> str:
     """`python -m upd_core campaign status` for what is shipped (the runs/ folder is not in git)."""
     sys.path.insert(0, str(ROOT))
-    from upd_core import campaign
+    from upd_core import campaign_status
 
     return ("State of the campaign's queue for the shipped Kermany checkpoints (`python -m upd_core "
             "campaign status` prints the same table, plus live progress from `runs/`):\n\n"
-            + campaign.format_status(campaign.status_rows("kermany", use_runs=False)) + "\n")
+            + campaign_status.format_status(campaign_status.status_rows("kermany", use_runs=False)) + "\n")
 
 
 def inventory_block(ckpt_root: Path) -> str:

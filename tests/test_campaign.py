@@ -6,7 +6,7 @@ import json
 import pytest
 
 from tests.app_fixtures import env, make_dataset
-from upd_core import campaign
+from upd_core import campaign, campaign_status
 from upd_core.campaign import Recipe
 from upd_core.errors import UPDError
 
@@ -41,11 +41,11 @@ def test_run_trains_evaluates_stages_and_reports(world):
     assert json.loads((shipped / "seeds" / "seed1.json").read_text())["checkpoint"] == "spatial-ae-kermany-32-seed1"
     assert not (tmp / "ckpts" / "spatial-ae-kermany-32-seed1").exists()
     assert "spatial-ae-kermany-32" in json.loads((tmp / "ckpts" / "manifest.json").read_text())["checkpoints"]
-    rows = {r["checkpoint"]: r for r in campaign.status_rows(str(data))}
+    rows = {r["checkpoint"]: r for r in campaign_status.status_rows(str(data))}
     assert rows["spatial-ae-kermany-32"]["state"] == "done" and rows["spatial-ae-kermany-32"]["epochs"] == 1
     assert rows["spatial-ae-kermany-32"]["converged"] == "not converged (epoch cap)"
     assert rows["morphaeus-kermany-32"]["state"] == "queued"
-    table = campaign.format_status(list(rows.values()))
+    table = campaign_status.format_status(list(rows.values()))
     assert table.splitlines()[0].startswith("| checkpoint | state | epochs")
     # a second run has nothing left to train (and does not retrain finished jobs)
     mtime = (shipped / "model.safetensors").stat().st_mtime
@@ -124,7 +124,7 @@ def test_a_changed_recipe_makes_the_shipped_result_out_of_date(world, monkeypatc
     cfg = json.loads((tmp / "ckpts" / "spatial-ae-kermany-32" / "config.json").read_text())["config"]
     assert campaign.recipe_changes(changed, cfg)  # the shipped model has another latent size
     assert not job.shipped()
-    row = campaign.status_rows(str(data), ["spatial-ae"])[0]
+    row = campaign_status.status_rows(str(data), ["spatial-ae"])[0]
     assert row["state"] == "shipped (recipe changed, to retrain)"
     assert campaign.recipe_changes(Recipe("spatial-ae"), cfg) == []
 
@@ -146,4 +146,4 @@ def test_retraining_the_encoder_makes_its_dependants_out_of_date(world, monkeypa
     assert job.shipped()
     (tmp / "ckpts" / "cradl-kermany-32" / "model.safetensors").write_bytes(b"weights v2")  # retrained
     assert not job.shipped()
-    assert campaign.status_rows(str(data), ["morphaeus"])[0]["state"] == "shipped (recipe changed, to retrain)"
+    assert campaign_status.status_rows(str(data), ["morphaeus"])[0]["state"] == "shipped (recipe changed, to retrain)"

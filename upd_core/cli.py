@@ -246,14 +246,14 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
 
 def cmd_campaign(args: argparse.Namespace) -> int:
-    from . import campaign
+    from . import campaign, campaign_status
 
     if args.action == "run":
         done = campaign.run(args.data, args.only, device=args.device, nice=args.nice,
                             max_hours=args.max_hours, seeds=not args.no_seeds, do_stage=not args.no_stage,
                             retrain=args.retrain)
         print(f"campaign: {len(done)} job(s) finished")
-    print(campaign.format_status(campaign.status_rows(args.data, args.only)))
+    print(campaign_status.format_status(campaign_status.status_rows(args.data, args.only)))
     return 0
 
 
