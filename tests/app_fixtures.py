@@ -149,3 +149,17 @@ def env(**values: str | None) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def tiny_domain_model(seed: int = 0):
+    """A domain classifier with 16-d features and statistics of generated 'training' images."""
+    import torch
+
+    from upd_core.domain import CHEST, DomainClassifier, DomainNet
+    from upd_core.metrics import feature_stats
+
+    torch.manual_seed(seed)
+    clf = DomainClassifier(DomainNet(3, width=2), [CHEST, "photo", "noise"], {}, {"split": "generated"})
+    mu, sig = feature_stats(clf.cnn_features(smooth_images(80, 32, seed=11)))
+    clf.stats = {"cnn": {"mu": mu, "sigma": sig}}
+    return clf

@@ -95,7 +95,21 @@ def test_unknown_checkpoint_is_clear(capsys):
     assert "no checkpoint" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("cmd", ["list", "train", "evaluate", "predict", "benchmark"])
+def _commands() -> list[str]:
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    return sorted(sub.choices)
+
+
+def test_every_command_the_readme_shows_exists():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    shown = set(re.findall(r"python -m upd_core (\w+)", readme))
+    assert shown and shown <= set(_commands()), shown - set(_commands())
+
+
+@pytest.mark.parametrize("cmd", _commands())
 def test_help_for_every_command(cmd):
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args([cmd, "--help"])

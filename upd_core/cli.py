@@ -1,4 +1,4 @@
-"""Command line: `python -m upd_core list | train | evaluate | predict | benchmark | campaign | data`."""
+"""Command line: `python -m upd_core list | train | evaluate | predict | benchmark | campaign | data | myth`."""
 from __future__ import annotations
 
 import argparse
@@ -273,6 +273,13 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_myth(args: argparse.Namespace) -> int:
+    """`myth precompute`: the Myth page's manifold-test numbers, stored as myth.json per checkpoint."""
+    from .app.myth_command import precompute_command
+
+    return precompute_command(args)
+
+
 def _add_debug_flag(parser: argparse.ArgumentParser) -> None:
     """`--debug` before or after the command: show the traceback of an error instead of one line."""
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -423,6 +430,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_data)
+
+    s = sub.add_parser("myth", help="precompute the Myth page's manifold test (myth.json per checkpoint)",
+                       description="`precompute` reconstructs, for each checkpoint with reconstructions, N normal "
+                       "test chest X-rays and N images of every other domain of the embedded demo set (its demo "
+                       "images plus random variants of them), and stores per domain the SSIM and L1 error of the "
+                       "reconstructions, the domain classifier's P(chest X-ray) and the Fréchet distance to the "
+                       "chest X-ray training features, each with a bootstrap 95 %% interval, as myth.json next to "
+                       "the weights (numbers only; the checkpoint's manifests are refreshed). The Myth page reads "
+                       "them instead of computing on every visit.")
+    s.add_argument("action", choices=["precompute"])
+    s.add_argument("--checkpoint", nargs="+", metavar="ID", help="checkpoint ids or folders (default: every "
+                   "checkpoint with reconstructions)")
+    s.add_argument("--data", default="kermany", help="chest X-ray data set, folder or short name (default kermany)")
+    s.add_argument("--layout", default="auto")
+    s.add_argument("--split", default="test", help="split whose normal images are the in-distribution set "
+                   "(default test)")
+    s.add_argument("--no-data", action="store_true", help="without real chest X-rays (no in-distribution row)")
+    s.add_argument("--images", type=int, metavar="N", help="images per domain (default: the number of normal "
+                   "images of the split, at most 512; 234 with --no-data)")
+    s.add_argument("--bootstrap", type=int, default=200, metavar="B", help="bootstrap resamples (default 200)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--size", type=int, default=128, help="image size (default 128)")
+    s.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    s.add_argument("--device", help="cpu, cuda (default: CUDA when present)")
+    s.add_argument("--no-write", action="store_true", help="print only; write no myth.json")
+    s.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    s.add_argument("--quiet", action="store_true", help="no progress lines")
+    s.set_defaults(func=cmd_myth)
     _add_debug_flag(p)
     return p
 
