@@ -125,3 +125,19 @@ def test_readme_results_table_is_generated_from_the_evaluations() -> None:
     res = subprocess.run([sys.executable, str(REPO / "scripts" / "results_table.py"), "--check"],
                          capture_output=True, text=True)
     assert res.returncode == 0, "README results table is stale: run python scripts/results_table.py"
+
+
+@pytest.mark.parametrize("cid", [c for c in SHIPPED if c.startswith("vae-")])
+def test_shipped_vae_is_what_the_plateau_scheduler_trains(cid):
+    """The VAE's plateau scheduler (MorphAEus A.1) came after the shipped VAE was trained: its
+    validation history shows no plateau that would have cut the rate, so the same seed with the
+    scheduler gives the same weights. A VAE trained with it records the rate in its history."""
+    from upd_core.stopping import plateau_reductions
+
+    cfg = json.loads((checkpoints_root() / cid / CONFIG).read_text())
+    hist = cfg["training"]["history"]
+    method_cfg = cfg.get("config", {})
+    if method_cfg.get("lr_plateau_factor") is not None:
+        assert all("lr" in h for h in hist)
+    else:
+        assert plateau_reductions([h["val_loss"] for h in hist], 10) == 0

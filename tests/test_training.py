@@ -338,3 +338,54 @@ def test_a_state_in_the_earlier_two_file_layout_still_resumes(tmp_path, data, in
     (folder / "state.json").write_text(json.dumps(info))
     rec = fit(get_method("spatial-ae")(image_size=32), *data, tmp_path, tc=TrainConfig(**_TC), resume=True)
     assert [h["epoch"] for h in rec["history"]] == [1, 2] and not folder.exists()
+
+
+def _constant_val(det, losses):
+    """Make the validation loss of epoch e (0-based) losses[e]: a plateau on demand."""
+    def val(x, epoch):
+        return torch.tensor(losses[epoch])
+    det.validation_loss = val
+
+
+def test_plateau_scheduler_cuts_the_rate_and_resumes_alike(tmp_path, data, monkeypatch):
+    losses = [1.0, 1.0, 1.0, 0.5, 0.5]  # patience 0: cut after epochs 2, 3 and 5
+    tc = TrainConfig(max_epochs=5, patience=99, batch_size=8, progress=False, amp="off", seed=2)
+
+    def build():
+        seed_everything(2)
+        det = get_method("spatial-ae")(image_size=32)
+        det.config.lr_plateau_factor, det.config.lr_plateau_patience = 0.1, 0
+        _constant_val(det, losses)
+        return det
+
+    rec = fit(build(), *data, tmp_path / "full", tc=tc)
+    base = get_method("spatial-ae").Config().lr
+    assert [h["lr"] for h in rec["history"]] == pytest.approx([base, base, base * 0.1, base * 0.01, base * 0.01])
+    part = build()
+    calls = {"n": 0}
+    orig = part.training_step
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 7:  # 2 steps per epoch: die in the 4th epoch, after two cuts
+            raise KeyboardInterrupt
+        return orig(*a, **k)
+
+    monkeypatch.setattr(part, "training_step", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        fit(part, *data, tmp_path / "part", tc=tc)
+    again = build()
+    rec2 = fit(again, *data, tmp_path / "part", tc=tc, resume=True)
+    assert [h["lr"] for h in rec2["history"]] == pytest.approx([h["lr"] for h in rec["history"]])
+    a = load_file(str(tmp_path / "full" / "model.safetensors"))
+    b = load_file(str(tmp_path / "part" / "model.safetensors"))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_only_the_vae_uses_the_plateau_scheduler():
+    """MorphAEus appendix A.1 gives the plateau scheduler for the VAE only."""
+    uses = {m: get_method(m).Config().lr_plateau_factor for m in ("vae", "beta-vae", "soft-intro-vae", "cevae",
+                                                                  "spatial-ae", "dae", "morphaeus")}
+    assert uses == {"vae": 0.1, "beta-vae": None, "soft-intro-vae": None, "cevae": None,
+                    "spatial-ae": None, "dae": None, "morphaeus": None}

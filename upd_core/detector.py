@@ -29,6 +29,11 @@ class DetectorConfig:
     max_epochs: int = 1000  # papers train "up to 1000 epochs" with early stopping
     patience: int = 25  # early-stopping rounds without improvement (MorphAEus appendix)
     weight_decay: float = 0.0
+    # Learning rate x factor after `lr_plateau_patience` + 1 epochs without a relative improvement of
+    # 1e-4 in the validation loss (torch's ReduceLROnPlateau rule, replayed from the loss history so
+    # that a resumed run decides alike). None: off (most papers use a constant rate).
+    lr_plateau_factor: float | None = None
+    lr_plateau_patience: int = 10  # torch's default (the papers do not give one)
     # Image score from the anomaly map (UPD study: mean for CXR, max inside brain mask for MRI).
     score_reduction: str = "mean"
     # CRADL post-processing of maps: median pooling then Gaussian smoothing (0 = off).

@@ -22,3 +22,27 @@ def stop_label(record: dict[str, Any]) -> str:
 
 def is_converged(record: dict[str, Any]) -> bool:
     return stop_label(record).startswith("converged")
+
+
+def plateau_reductions(val_losses: list[float], patience: int, threshold: float = 1e-4) -> int:
+    """How often torch's ReduceLROnPlateau (mode "min", relative threshold, no cooldown) would
+    have cut the learning rate after these epochs' validation losses. A pure function of the loss
+    history, so a resumed run replays the same decisions without a saved scheduler state."""
+    best, bad, cuts = float("inf"), 0, 0
+    for v in val_losses:
+        if v < best * (1 - threshold):
+            best, bad = v, 0
+        else:
+            bad += 1
+            if bad > patience:
+                cuts, bad = cuts + 1, 0
+    return cuts
+
+
+def plateau_lr(base: float, factor: float, cuts: int, eps: float = 1e-8) -> float:
+    """The rate after `cuts` reductions; like torch, a cut smaller than `eps` is not made."""
+    lr = base
+    for _ in range(cuts):
+        if lr - lr * factor > eps:
+            lr *= factor
+    return lr

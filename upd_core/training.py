@@ -43,7 +43,8 @@ from .checkpoint_files import ensure_writable, remove_stray_temps, tensors_bytes
 from .detector import Detector
 from .device import autocast_factory
 from .errors import DataError, UPDError
-from .stopping import CONVERGED_KINDS, STOP_CAP, STOP_EARLY, STOP_MAX, STOP_TIME, is_converged, stop_label  # noqa: F401 (re-exported)
+from .stopping import (CONVERGED_KINDS, STOP_CAP, STOP_EARLY, STOP_MAX, STOP_TIME, is_converged,  # noqa: F401 (re-exported)
+                       plateau_lr, plateau_reductions, stop_label)
 
 STATE_DIR = "train_state"
 STATE_FILE = "state.json"  # the commit marker: record + the name and sha256 of its tensors file
@@ -258,6 +259,18 @@ def fit(det: Detector, train_images: Any, val_images: Any, out_dir: str | Path, 
                     calib_images, ctx, device)
 
 
+def _plateau_lr(cfg: Any, optimizers: dict, base_lrs: dict[str, list[float]], record: dict[str, Any]) -> None:
+    """Set every learning rate to base x factor^cuts (torch's rule), the cuts replayed from the validation
+    history (`stopping.plateau_reductions`); nothing when the method has no plateau scheduler."""
+    factor = getattr(cfg, "lr_plateau_factor", None)
+    if not factor:
+        return
+    cuts = plateau_reductions([h["val_loss"] for h in record["history"]], int(cfg.lr_plateau_patience))
+    for name, opt in optimizers.items():
+        for g, base in zip(opt.param_groups, base_lrs[name]):
+            g["lr"] = plateau_lr(base, factor, cuts)
+
+
 def _fit(det: Detector, train_images: Any, val_images: Any, out: Path, tc: TrainConfig, dataset: dict | None,
          resume: bool, checkpoint_id: str | None, calib_images: Any, ctx: distributed.DistContext,
          device: torch.device) -> dict[str, Any]:
@@ -283,6 +296,7 @@ def _fit(det: Detector, train_images: Any, val_images: Any, out: Path, tc: Train
     det.to(memory_format=fmt)
     amp = autocast_factory(device, tc.amp)
     optimizers = det.configure_optimizers()
+    base_lrs = {k: [g["lr"] for g in opt.param_groups] for k, opt in optimizers.items()}
     record: dict[str, Any] = {"epochs": 0, "best_epoch": -1, "best_val_loss": float("inf"),
                               "bad_epochs": 0, "seconds": 0.0, "history": []}
     best: dict[str, torch.Tensor] = {}
@@ -293,6 +307,7 @@ def _fit(det: Detector, train_images: Any, val_images: Any, out: Path, tc: Train
         record, best = _load_state(out, det, optimizers, run)
         det.to(device)
     start = record["epochs"]
+    _plateau_lr(cfg, optimizers, base_lrs, record)  # a resumed run continues at its reduced rate
     distributed.check_same(start, "the epoch to resume from", ctx, device)
     train_step = distributed.training_step(det, optimizers, device, ctx)
     t0 = time.perf_counter() - record["seconds"]
@@ -332,6 +347,9 @@ def _fit(det: Detector, train_images: Any, val_images: Any, out: Path, tc: Train
         record["epochs"] = epoch + 1
         record["seconds"] = seconds
         record["history"].append({"epoch": epoch + 1, "val_loss": val_loss, **train_losses})
+        if getattr(cfg, "lr_plateau_factor", None):  # the rate this epoch used, then the next one's
+            record["history"][-1]["lr"] = optimizers[next(iter(optimizers))].param_groups[0]["lr"]
+            _plateau_lr(cfg, optimizers, base_lrs, record)
         if tc.progress and main:
             tqdm.write(f"{det.method} epoch {epoch + 1}: train {train_losses['loss']:.5g}  val {val_loss:.5g}")
         # While the method's loss schedule still changes the objective (e.g. MorphAEus before

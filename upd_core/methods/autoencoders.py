@@ -102,6 +102,9 @@ class VAEConfig(ReconstructionConfig):
     lr: float = 5e-4
     batch_size: int = 64
     rec_loss: str = "l2"
+    # MorphAEus appendix A.1 (VAE): "a plateau learning rate scheduler (multiplies with 0.1 on
+    # plateaus)", kept from the original implementation; the subclasses' papers do not use it.
+    lr_plateau_factor: float | None = 0.1
 
 
 @register

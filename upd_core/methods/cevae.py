@@ -42,6 +42,7 @@ class CEVAEConfig(VAEConfig):
     ce_boxes: int = 3
     ce_size: tuple[float, float] = (0.1, 0.4)
     lr: float = 1e-4  # CRADL Sec. 4.4: Adam lr 1e-4, 100 epochs
+    lr_plateau_factor: float | None = None  # a constant rate (the plateau scheduler is the MorphAEus VAE's)
     max_epochs: int = 100
     batch_size: int = 64
     augment: bool = True  # Sec. 4.4 training views (no cropping)

@@ -48,6 +48,7 @@ class BetaVAEConfig(VAEConfig):
     objective: str = "B"  # "B": Burgess et al. capacity objective; "H": Higgins et al.
     beta: float = 4.0  # appendix: beta = 4 (used by objective "H")
     gamma: float = 10.0  # appendix: gamma = 10 (better than 1000)
+    lr_plateau_factor: float | None = None  # A.1 describes the plateau scheduler for the VAE only
     c_max: float = 50.0  # appendix: capacity C increased linearly from 0 to 50 nats
     c_ramp_epochs: int = 100  # length of the C ramp (the paper gives none; short runs should shorten it)
     kld_weight: float = 0.008  # authors' code: minibatch weight of the KL term
@@ -102,6 +103,7 @@ class SoftIntroVAEConfig(VAEConfig):
     beta_rec: float = 1.0
     beta_neg: float = 256.0
     gamma_r: float = 1e-8  # Daniel & Tamar: weight of the reconstruction-of-reconstruction term
+    lr_plateau_factor: float | None = None  # A.1 describes the plateau scheduler for the VAE only
     lr: float = 2e-4  # appendix: Adam 2e-4, batch 32
     batch_size: int = 32
     rec_loss: str = "l2"
