@@ -182,8 +182,9 @@ class Reference:
 
     def frechet(self, feats: np.ndarray) -> float:
         """Fréchet distance of the Gaussian fitted to `feats` (N, D) to the reference."""
-        f = np.asarray(feats, np.float64)
-        mu, sig = f.mean(0), np.cov(f, rowvar=False)
+        from ..metrics import feature_stats
+
+        mu, sig = feature_stats(feats)
         m = self.root @ sig @ self.root
         tr_covmean = float(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)).sum())
         d = mu - self.mu
